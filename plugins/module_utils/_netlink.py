@@ -1,0 +1,214 @@
+# -*- coding: utf-8 -*-
+# Copyright: overlay.vxlan contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one netlink layer of overlay.vxlan: pyroute2 sessions, namespaces, link lookups,
+kernel-value normalisation, error mapping and the undo journal.
+
+Modules stay thin: they validate with _validate, read and change the kernel through here, and
+report. Nothing in this file runs `ip`, `bridge` or `brctl`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import traceback
+from contextlib import contextmanager
+
+from ansible_collections.overlay.vxlan.plugins.module_utils._validate import InputError, OverlayError
+
+try:
+    from pyroute2 import IPRoute, NetlinkError
+    from pyroute2 import netns as pyroute2_netns
+
+    HAS_PYROUTE2 = True
+    PYROUTE2_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - exercised by the missing-library test
+    HAS_PYROUTE2 = False
+    PYROUTE2_IMPORT_ERROR = traceback.format_exc()
+
+    class NetlinkError(Exception):  # type: ignore[no-redef]
+        code = 0
+
+
+NETNS_RUN_DIR = "/run/netns"
+# On delete these mean "already gone"; they are not failures for an idempotent module.
+ABSENT_ERRNOS = frozenset({errno.ENOENT, errno.ENODEV, errno.EADDRNOTAVAIL, errno.ESRCH})
+
+IFF_UP = 0x1
+
+
+class KernelError(OverlayError):
+    """The kernel refused a change; what this run had applied was rolled back."""
+
+
+def require_pyroute2(module) -> None:
+    if not HAS_PYROUTE2:
+        from ansible.module_utils.basic import missing_required_lib
+
+        module.fail_json(msg=missing_required_lib("pyroute2"), exception=PYROUTE2_IMPORT_ERROR)
+
+
+def netns_path(name: str) -> str:
+    return name if name.startswith("/") else os.path.join(NETNS_RUN_DIR, name)
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.exists(netns_path(name))
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_RUN_DIR))
+    except FileNotFoundError:
+        return []
+
+
+@contextmanager
+def session(netns: str | None = None, field: str = "netns"):
+    """One IPRoute for the whole task, opened inside `netns` if given.
+
+    pyroute2 would *create* a missing namespace (its default flags=O_CREAT); a module that only
+    uses a namespace must never do that, so we check first and pass flags=0.
+    """
+    if netns:
+        if not netns_exists(netns):
+            raise InputError(field, netns, "network namespace does not exist")
+        ipr = IPRoute(netns=netns_path(netns), flags=0)
+    else:
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def get_link(ipr, name: str):
+    """The link message for an exact interface name, or None. `ns1` never matches `ns10`."""
+    try:
+        links = ipr.link("get", ifname=name)
+    except NetlinkError as exc:
+        if exc.code in ABSENT_ERRNOS:
+            return None
+        raise
+    return links[0] if links else None
+
+
+def require_link(ipr, field: str, name: str, kind: str | None = None):
+    link = get_link(ipr, name)
+    if link is None:
+        raise InputError(field, name, "no such interface%s" % (" (it is never created implicitly)" if kind else ""))
+    if kind is not None and link_kind(link) != kind:
+        raise InputError(field, name, "is a %s, not a %s" % (link_kind(link) or "plain device", kind))
+    return link
+
+
+def link_kind(link) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info else None
+
+
+def link_info_data(link) -> dict:
+    """IFLA_INFO_DATA as a plain dict of attribute name -> value (unknown attributes dropped)."""
+    info = link.get_attr("IFLA_LINKINFO")
+    data = info.get_attr("IFLA_INFO_DATA") if info else None
+    if not data or isinstance(data, (str, bytes)):
+        return {}
+    return {name: value for name, value in data["attrs"] if name != "UNKNOWN"}
+
+
+def link_is_up(link) -> bool:
+    return bool(link["flags"] & IFF_UP)
+
+
+def index_names(ipr) -> dict[int, str]:
+    return {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.link("dump")}
+
+
+def link_name(ipr, index: int | None) -> str | None:
+    if not index:
+        return None
+    try:
+        return ipr.link("get", index=index)[0].get_attr("IFLA_IFNAME")
+    except NetlinkError:
+        return None
+
+
+def addresses_of(ipr, index: int) -> list[str]:
+    """CIDRs on an interface, IPv6 link-local excluded (the kernel adds those by itself)."""
+    result = []
+    for addr in ipr.addr("dump", index=index):
+        if addr["index"] != index:  # older kernels ignore the dump filter
+            continue
+        ip = addr.get_attr("IFA_ADDRESS") if addr["family"] == 10 else (addr.get_attr("IFA_LOCAL") or addr.get_attr("IFA_ADDRESS"))
+        if addr["family"] == 10 and ip.lower().startswith("fe80:"):
+            continue
+        result.append("%s/%d" % (ip, addr["prefixlen"]))
+    return sorted(result)
+
+
+def host_has_address(ipr, ip: str) -> bool:
+    for addr in ipr.addr("dump"):
+        for key in ("IFA_LOCAL", "IFA_ADDRESS"):
+            value = addr.get_attr(key)
+            if value and value.lower() == ip.lower():
+                return True
+    return False
+
+
+def describe_netlink_error(exc) -> str:
+    code = getattr(exc, "code", 0)
+    name = errno.errorcode.get(code, str(code))
+    return "%s (%s)" % (os.strerror(code) if code else str(exc), name)
+
+
+class Journal:
+    """What this run changed, newest last, each with the step that undoes it.
+
+    Modules record every successful kernel change here; on a kernel error the journal undoes
+    them in reverse order, so a failed task leaves the host as it found it.
+    """
+
+    def __init__(self):
+        self._steps: list[tuple[str, object]] = []
+
+    def record(self, description: str, undo) -> None:
+        self._steps.append((description, undo))
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def rollback(self) -> list[str]:
+        """Undo everything; return descriptions of undo steps that themselves failed."""
+        failures = []
+        while self._steps:
+            description, undo = self._steps.pop()
+            try:
+                undo()
+            except (NetlinkError, OSError) as exc:
+                failures.append("%s: %s" % (description, describe_netlink_error(exc)))
+        return failures
+
+    def fail(self, what: str, exc) -> KernelError:
+        """Roll back and build the error to raise for a kernel refusal during `what`."""
+        undone = len(self._steps)
+        failures = self.rollback()
+        msg = "kernel refused %s: %s" % (what, describe_netlink_error(exc) if isinstance(exc, (NetlinkError, OSError)) else exc)
+        if undone:
+            msg += "; rolled back %d earlier change(s) of this run" % undone
+        if failures:
+            msg += "; ROLLBACK INCOMPLETE: %s" % "; ".join(failures)
+        return KernelError(msg)
+
+
+def run_module(module, body) -> None:
+    """Run a module body, turning our errors into a clean fail_json (no traceback, changed=False)."""
+    try:
+        result = body()
+    except InputError as exc:
+        module.fail_json(msg=exc.msg, changed=False, field=exc.field)
+    except KernelError as exc:
+        module.fail_json(msg=exc.msg, changed=False)
+    except NetlinkError as exc:
+        module.fail_json(msg="netlink error: %s" % describe_netlink_error(exc), changed=False)
+    module.exit_json(**result)

@@ -1,0 +1,175 @@
+# -*- coding: utf-8 -*-
+# Copyright: overlay.vxlan contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Input validation and normalisation shared by every overlay.vxlan module.
+
+Everything here is a plain function of its arguments: no netlink, no Ansible. Each check raises
+InputError naming the field and the offending value, so a module can fail with a clear message
+*before* it touches the kernel. Normalised values (lower-case colon MACs, compressed IPs) are
+what the modules compare against kernel state, which keeps the second run quiet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+VNI_MAX = 16777215
+IFNAMSIZ = 15  # the kernel's IFNAMSIZ is 16 including the terminating NUL
+ZERO_MAC = "00:00:00:00:00:00"
+
+# VXLAN encapsulation overhead: outer Ethernet 14 + outer IP (20 / 40) + UDP 8 + VXLAN 8.
+VXLAN_OVERHEAD = {4: 50, 6: 70}
+
+_MAC_PATTERNS = (
+    re.compile(r"^([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})$"),
+    re.compile(r"^([0-9a-f]{2})([0-9a-f]{2})\.([0-9a-f]{2})([0-9a-f]{2})\.([0-9a-f]{2})([0-9a-f]{2})$"),
+    re.compile(r"^([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$"),
+)
+
+
+class OverlayError(Exception):
+    """Base error: carries a message meant for the user, never a traceback."""
+
+    def __init__(self, msg: str, field: str | None = None, value=None):
+        super().__init__(msg)
+        self.msg = msg
+        self.field = field
+        self.value = value
+
+
+class InputError(OverlayError):
+    """The task's parameters are wrong; the kernel has not been touched."""
+
+    def __init__(self, field: str, value, reason: str):
+        super().__init__("%s=%r: %s" % (field, value, reason), field, value)
+
+
+def _require_text(field: str, value) -> str:
+    if value is None:
+        raise InputError(field, value, "is required")
+    if not isinstance(value, str):
+        value = str(value)
+    value = value.strip()
+    if not value:
+        # The usual cause is a Jinja variable that rendered to nothing.
+        raise InputError(field, value, "is empty (an undefined or empty variable?)")
+    return value
+
+
+def mac(field: str, value, *, unicast: bool = True, allow_zero: bool = False) -> str:
+    """Normalise a MAC to lower-case colon form and check what kind of address it is.
+
+    unicast: refuse group (multicast/broadcast) addresses, which can never be a VM's address.
+    allow_zero: accept 00:00:00:00:00:00, which only means something as a flood-list entry.
+    """
+    text = _require_text(field, value).lower()
+    for pattern in _MAC_PATTERNS:
+        match = pattern.match(text)
+        if match:
+            octets = match.groups()
+            break
+    else:
+        raise InputError(field, value, "is not a MAC address (expected six hex octets, e.g. 02:00:64:00:00:02)")
+    normalised = ":".join(octets)
+    if normalised == ZERO_MAC:
+        if not allow_zero:
+            raise InputError(field, value, "the all-zero MAC is only valid as a flood-list entry")
+        return normalised
+    if unicast and int(octets[0], 16) & 1:
+        raise InputError(field, value, "is a multicast/broadcast MAC; a unicast MAC is needed here")
+    return normalised
+
+
+def ip_address(field: str, value, *, version: int | None = None):
+    """Parse an address (no prefix) and return an ipaddress object."""
+    text = _require_text(field, value)
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        raise InputError(field, value, "is not an IPv4 or IPv6 address") from None
+    if version is not None and addr.version != version:
+        raise InputError(field, value, "is IPv%d but IPv%d is used elsewhere in this task" % (addr.version, version))
+    return addr
+
+
+def unicast_ip(field: str, value, *, version: int | None = None) -> str:
+    addr = ip_address(field, value, version=version)
+    if addr.is_multicast or addr.is_unspecified:
+        raise InputError(field, value, "must be a unicast address")
+    if addr.version == 4 and addr == ipaddress.IPv4Address("255.255.255.255"):
+        raise InputError(field, value, "must be a unicast address")
+    return str(addr)
+
+
+def multicast_ip(field: str, value, *, version: int | None = None) -> str:
+    addr = ip_address(field, value, version=version)
+    if not addr.is_multicast:
+        raise InputError(field, value, "is not a multicast address (224.0.0.0/4 or ff00::/8)")
+    return str(addr)
+
+
+def interface_cidr(field: str, value) -> str:
+    """An address with its prefix, as put on an interface (host bits are kept)."""
+    text = _require_text(field, value)
+    if "/" not in text:
+        raise InputError(field, value, "needs a prefix length, e.g. 100.0.0.2/24")
+    try:
+        iface = ipaddress.ip_interface(text)
+    except ValueError:
+        raise InputError(field, value, "is not an address with prefix (CIDR)") from None
+    if iface.ip.is_multicast or iface.ip.is_unspecified:
+        raise InputError(field, value, "must be a unicast address")
+    return str(iface)
+
+
+def ifname(field: str, value) -> str:
+    """Check an interface name the way the kernel's dev_valid_name() does, but with a message."""
+    text = _require_text(field, value)
+    if len(text) > IFNAMSIZ:
+        raise InputError(field, value, "is %d characters; interface names are at most %d" % (len(text), IFNAMSIZ))
+    if text in (".", ".."):
+        raise InputError(field, value, "is not a valid interface name")
+    bad = [c for c in text if c in "/:" or c.isspace()]
+    if bad:
+        raise InputError(field, value, "contains %r; interface names cannot contain '/', ':' or whitespace" % bad[0])
+    return text
+
+
+def netns_name(field: str, value) -> str:
+    """A named network namespace (a file under /run/netns) or an absolute path to a pinned one."""
+    text = _require_text(field, value)
+    if text.startswith("/"):
+        return text
+    if "/" in text or text in (".", "..") or any(c.isspace() for c in text):
+        raise InputError(field, value, "is not a valid namespace name (no '/', no whitespace)")
+    return text
+
+
+def int_range(field: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise InputError(field, value, "must be an integer")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InputError(field, value, "must be an integer") from None
+    if not low <= number <= high:
+        raise InputError(field, value, "must be between %d and %d" % (low, high))
+    return number
+
+
+def vni(field: str, value) -> int:
+    return int_range(field, value, 1, VNI_MAX)
+
+
+def port(field: str, value) -> int:
+    return int_range(field, value, 1, 65535)
+
+
+def no_duplicates(field: str, keys) -> None:
+    """Fail on the first key seen twice (keys are already-normalised tuples or strings)."""
+    seen = set()
+    for index, key in enumerate(keys):
+        if key in seen:
+            raise InputError("%s[%d]" % (field, index), key, "is listed twice")
+        seen.add(key)
