@@ -1,0 +1,414 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: overlay.vxlan contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vxlan_link
+short_description: Manage a Linux VXLAN device
+version_added: 0.1.0
+description:
+  - Creates, changes or removes a VXLAN device, what
+    C(ip link add vxlan0 type vxlan id 100 dstport 4789 group 239.1.1.1 local 192.168.1.4 dev eth0)
+    followed by C(ip link set vxlan0 master br1) and C(ip link set vxlan0 up) do.
+  - Attributes the kernel changes in place (O(learning), O(ttl), O(tos), O(ageing), O(mtu),
+    O(master)) are changed in place. Any other difference (O(vni), O(dstport), O(group),
+    O(remote), O(local), O(dev), O(proxy), O(l2miss), O(l3miss)) makes the module recreate the
+    device; it stays in its bridge, the diff says so and the result has RV(recreated=true).
+    A recreated device has an empty forwarding table, so run M(overlay.vxlan.bridge_fdb) and
+    M(overlay.vxlan.ip_neigh) after this module.
+  - The UDP port is always set explicitly (the kernel's default, 8472, is not the IANA 4789).
+options:
+  name:
+    description: Device name, e.g. C(vxlan0).
+    type: str
+    required: true
+  state:
+    description: Whether the device exists.
+    type: str
+    choices: [present, absent]
+    default: present
+  vni:
+    description: VXLAN network identifier, 1..16777215. Required with O(state=present).
+    type: int
+  dstport:
+    description: Destination UDP port.
+    type: int
+    default: 4789
+  local:
+    description:
+      - Source (VTEP) address. Set it: if the kernel picks another source than the one peers
+        were told, their permanent entries drop every frame. It must be an address of the host.
+    type: str
+  group:
+    description: Multicast group for flooding and learning (the source's mode 1).
+    type: str
+  remote:
+    description: A single unicast remote VTEP as the default destination.
+    type: str
+  dev:
+    description: Underlay device, e.g. C(eth0). It must exist.
+    type: str
+  learning:
+    description: Kernel learning of remote MAC -> VTEP pairs on this device.
+    type: bool
+    default: true
+  proxy:
+    description: Answer ARP/NDP from the device's neighbour table (ARP proxy).
+    type: bool
+    default: false
+  l2miss:
+    description: Send a netlink notification when no VTEP is known for a MAC (DOVE).
+    type: bool
+    default: false
+  l3miss:
+    description: Send a netlink notification when no MAC is known for an IP (DOVE).
+    type: bool
+    default: false
+  ttl:
+    description: TTL of the outer packets, 0..255 (unset keeps the kernel's default).
+    type: int
+  tos:
+    description: TOS of the outer packets, 0..255 (unset keeps the kernel's default).
+    type: int
+  ageing:
+    description: Lifetime in seconds of learned fdb entries (unset keeps the kernel's 300).
+    type: int
+  mtu:
+    description:
+      - Device MTU. Default is the underlay's MTU minus the encapsulation overhead (50 bytes over
+        IPv4, 70 over IPv6), so the overlay never fragments. A larger value is refused.
+    type: int
+  master:
+    description: Bridge to enslave the device to, e.g. C(br1). It must exist.
+    type: str
+extends_documentation_fragment:
+  - overlay.vxlan.netlink
+author:
+  - overlay.vxlan contributors
+"""
+
+EXAMPLES = r"""
+- name: Multicast mode on h3 (the source's mode 1)
+  overlay.vxlan.vxlan_link:
+    name: vxlan0
+    vni: 100
+    dstport: 4789
+    group: 239.1.1.1
+    local: 192.168.1.4
+    dev: eth0
+    master: br1
+
+- name: Static mode (the source's mode 3) - no learning, ARP proxy
+  overlay.vxlan.vxlan_link:
+    name: vxlan0
+    vni: 100
+    local: 192.168.1.4
+    dev: eth0
+    learning: false
+    proxy: true
+    master: br1
+
+- name: DOVE mode (the source's mode 4)
+  overlay.vxlan.vxlan_link:
+    name: vxlan0
+    vni: 100
+    local: 192.168.1.4
+    dev: eth0
+    learning: false
+    proxy: true
+    l2miss: true
+    l3miss: true
+    master: br1
+
+- name: Remove it
+  overlay.vxlan.vxlan_link:
+    name: vxlan0
+    state: absent
+"""
+
+RETURN = r"""
+link:
+  description: The device after the task (in check mode, as it would be); empty when absent.
+  returned: success
+  type: dict
+  sample:
+    name: vxlan0
+    vni: 100
+    dstport: 4789
+    local: 192.168.1.4
+    group: 239.1.1.1
+    remote: null
+    dev: eth0
+    learning: true
+    proxy: false
+    l2miss: false
+    l3miss: false
+    ttl: 0
+    tos: 0
+    ageing: 300
+    mtu: 1450
+    master: br1
+    up: true
+recreated:
+  description: Whether the device was (or in check mode would be) deleted and created again.
+  returned: success
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
+    InputError,
+    Journal,
+    NetlinkError,
+    get_link,
+    host_has_address,
+    link_info_data,
+    link_is_up,
+    link_kind,
+    link_name,
+    require_link,
+    require_pyroute2,
+    run_module,
+    session,
+)
+
+# What the kernel's vxlan changelink accepts; everything else needs a new device.
+IN_PLACE = ("learning", "ttl", "tos", "ageing")
+RECREATE = ("vni", "dstport", "local", "group", "remote", "dev", "proxy", "l2miss", "l3miss")
+
+
+def validate(params: dict) -> dict:
+    """Every parameter checked and normalised; nothing about the kernel is known yet."""
+    wanted = {"name": v.ifname("name", params["name"])}
+    if params["state"] == "absent":
+        return wanted
+    if params["vni"] is None:
+        raise InputError("vni", None, "is required with state=present")
+    wanted["vni"] = v.vni("vni", params["vni"])
+    wanted["dstport"] = v.port("dstport", params["dstport"])
+    family = None
+    for field in ("local", "group", "remote"):
+        value = params[field]
+        if value is None:
+            wanted[field] = None
+            continue
+        addr = v.ip_address(field, value, version=family)
+        family = addr.version
+        wanted[field] = v.multicast_ip(field, value) if field == "group" else v.unicast_ip(field, value)
+    wanted["family"] = family or 4
+    wanted["dev"] = v.ifname("dev", params["dev"]) if params["dev"] is not None else None
+    wanted["master"] = v.ifname("master", params["master"]) if params["master"] is not None else None
+    if wanted["group"] and not wanted["dev"]:
+        raise InputError("dev", None, "is required with group (the multicast group is joined on the underlay device)")
+    for flag in ("learning", "proxy", "l2miss", "l3miss"):
+        wanted[flag] = bool(params[flag])
+    for field in ("ttl", "tos"):
+        wanted[field] = v.int_range(field, params[field], 0, 255) if params[field] is not None else None
+    wanted["ageing"] = v.int_range("ageing", params["ageing"], 0, 2**31 - 1) if params["ageing"] is not None else None
+    wanted["mtu"] = v.int_range("mtu", params["mtu"], 68, 65535) if params["mtu"] is not None else None
+    return wanted
+
+
+def read_link(ipr, link) -> dict:
+    data = link_info_data(link)
+    group = data.get("IFLA_VXLAN_GROUP") or data.get("IFLA_VXLAN_GROUP6")
+    multicast = bool(group) and (group.startswith(("ff", "FF")) or (":" not in group and 224 <= int(group.split(".")[0]) <= 239))
+    return {
+        "name": link.get_attr("IFLA_IFNAME"),
+        "vni": data.get("IFLA_VXLAN_ID"),
+        "dstport": data.get("IFLA_VXLAN_PORT"),
+        "local": data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6"),
+        "group": group if multicast else None,
+        "remote": group if group and not multicast else None,
+        "dev": link_name(ipr, data.get("IFLA_VXLAN_LINK")),
+        "learning": bool(data.get("IFLA_VXLAN_LEARNING")),
+        "proxy": bool(data.get("IFLA_VXLAN_PROXY")),
+        "l2miss": bool(data.get("IFLA_VXLAN_L2MISS")),
+        "l3miss": bool(data.get("IFLA_VXLAN_L3MISS")),
+        "ttl": data.get("IFLA_VXLAN_TTL", 0),
+        "tos": data.get("IFLA_VXLAN_TOS", 0),
+        "ageing": data.get("IFLA_VXLAN_AGEING"),
+        "mtu": link.get_attr("IFLA_MTU"),
+        "master": link_name(ipr, link.get_attr("IFLA_MASTER")),
+        "up": link_is_up(link),
+    }
+
+
+def resolve(ipr, wanted: dict) -> dict:
+    """Check what must already exist on the host and fill in the derived defaults."""
+    resolved = dict(wanted)
+    underlay_mtu = None
+    if wanted["dev"]:
+        dev = require_link(ipr, "dev", wanted["dev"])
+        resolved["dev_index"] = dev["index"]
+        underlay_mtu = dev.get_attr("IFLA_MTU")
+    if wanted["master"]:
+        resolved["master_index"] = require_link(ipr, "master", wanted["master"], kind="bridge")["index"]
+    if wanted["local"] and not host_has_address(ipr, wanted["local"]):
+        raise InputError("local", wanted["local"], "is not an address of this host; peers would drop its packets")
+    overhead = v.VXLAN_OVERHEAD[wanted["family"]]
+    if underlay_mtu is not None:
+        ceiling = underlay_mtu - overhead
+        if wanted["mtu"] is None:
+            resolved["mtu"] = ceiling
+        elif wanted["mtu"] > ceiling:
+            raise InputError("mtu", wanted["mtu"], "exceeds what %s can carry without fragmenting (%d - %d = %d)"
+                             % (wanted["dev"], underlay_mtu, overhead, ceiling))
+    return resolved
+
+
+def link_kwargs(cfg: dict) -> dict:
+    """pyroute2 IFLA_VXLAN_* arguments for a configuration (validated or read back)."""
+    six = cfg.get("family") == 6 or ":" in (cfg.get("local") or cfg.get("group") or cfg.get("remote") or "")
+    kwargs = {"vxlan_id": cfg["vni"], "vxlan_port": cfg["dstport"],
+              "vxlan_learning": int(cfg["learning"]), "vxlan_proxy": int(cfg["proxy"]),
+              "vxlan_l2miss": int(cfg["l2miss"]), "vxlan_l3miss": int(cfg["l3miss"])}
+    if cfg.get("local"):
+        kwargs["vxlan_local6" if six else "vxlan_local"] = cfg["local"]
+    if cfg.get("group") or cfg.get("remote"):
+        kwargs["vxlan_group6" if six else "vxlan_group"] = cfg.get("group") or cfg.get("remote")
+    if cfg.get("dev_index"):
+        kwargs["vxlan_link"] = cfg["dev_index"]
+    for field in IN_PLACE[1:]:
+        if cfg.get(field) is not None:
+            kwargs["vxlan_" + field] = cfg[field]
+    return kwargs
+
+
+def create(ipr, cfg: dict) -> int:
+    extra = {}
+    if cfg.get("mtu"):
+        extra["mtu"] = cfg["mtu"]
+    if cfg.get("master_index"):
+        extra["master"] = cfg["master_index"]
+    ipr.link("add", ifname=cfg["name"], kind="vxlan", **extra, **link_kwargs(cfg))
+    index = ipr.link_lookup(ifname=cfg["name"])[0]
+    ipr.link("set", index=index, state="up")
+    return index
+
+
+def compare(current: dict, wanted: dict) -> tuple[list[str], list[str]]:
+    """(attributes that need a new device, attributes changeable in place)."""
+    recreate = [f for f in RECREATE if wanted.get(f) != current.get(f)]
+    in_place = [f for f in IN_PLACE if wanted.get(f) is not None and wanted[f] != current.get(f)]
+    in_place += [f for f in ("mtu", "master") if wanted.get(f) is not None and wanted[f] != current.get(f)]
+    if not current.get("up"):
+        in_place.append("up")
+    return recreate, in_place
+
+
+def public(cfg: dict | None) -> dict:
+    keys = ("name", "vni", "dstport", "local", "group", "remote", "dev", "learning", "proxy", "l2miss",
+            "l3miss", "ttl", "tos", "ageing", "mtu", "master", "up")
+    return {k: cfg.get(k) for k in keys} if cfg else {}
+
+
+def manage(module) -> dict:
+    params = module.params
+    netns = v.netns_name("netns", params["netns"]) if params["netns"] is not None else None
+    wanted = validate(params)
+    name = wanted["name"]
+    journal = Journal()
+
+    with session(netns) as ipr:
+        link = get_link(ipr, name)
+        if link is not None and link_kind(link) != "vxlan":
+            raise InputError("name", name, "exists and is a %s, not a vxlan device; refusing to touch it" % (link_kind(link) or "plain device"))
+        current = read_link(ipr, link) if link is not None else None
+
+        if params["state"] == "absent":
+            if current and not module.check_mode:
+                ipr.link("del", index=link["index"])
+            return {"changed": bool(current), "recreated": False, "link": {},
+                    "diff": {"before": public(current), "after": {}}}
+
+        cfg = resolve(ipr, wanted)
+        target = dict(cfg, up=True)
+        if current is None:
+            recreate, in_place = ["create"], []
+        else:
+            recreate, in_place = compare(current, cfg)
+            for field in IN_PLACE:  # unset knobs keep whatever the kernel has
+                if cfg.get(field) is None:
+                    target[field] = current[field]
+        if current is not None:
+            target["ttl"] = target["ttl"] if target["ttl"] is not None else current["ttl"]
+        changed = bool(recreate or in_place)
+        recreated = bool(recreate) and current is not None
+
+        if changed and not module.check_mode:
+            try:
+                if recreate:
+                    if current is not None:
+                        old_cfg = dict(current, dev_index=ipr.link_lookup(ifname=current["dev"])[0] if current["dev"] else None,
+                                       master_index=link.get_attr("IFLA_MASTER"))
+                        ipr.link("del", index=link["index"])
+                        journal.record("delete %s" % name, lambda: create(ipr, old_cfg))
+                    create(ipr, cfg)
+                    journal.record("create %s" % name, lambda: ipr.link("del", index=ipr.link_lookup(ifname=name)[0]))
+                else:
+                    apply_in_place(ipr, link, current, cfg, in_place, journal)
+            except NetlinkError as exc:
+                raise journal.fail("%s %s" % ("recreating" if recreated else "changing" if current else "creating", name), exc) from None
+        after = read_link(ipr, get_link(ipr, name)) if changed and not module.check_mode else public(dict(current or {}, **target))
+
+    diff = {"before": public(current), "after": public(after)}
+    if recreated:
+        diff["after_header"] = "%s (recreated: %s cannot change in place)" % (name, ", ".join(recreate))
+    return {"changed": changed, "recreated": recreated, "link": public(after), "diff": diff}
+
+
+def apply_in_place(ipr, link, current: dict, cfg: dict, fields: list[str], journal: Journal) -> None:
+    index = link["index"]
+    knobs = {"vxlan_" + f: (int(cfg[f]) if f == "learning" else cfg[f]) for f in fields if f in IN_PLACE}
+    if knobs:
+        ipr.link("set", index=index, kind="vxlan", **knobs)
+        old = {"vxlan_" + f: (int(current[f]) if f == "learning" else current[f]) for f in fields if f in IN_PLACE}
+        journal.record("vxlan attributes", lambda: ipr.link("set", index=index, kind="vxlan", **old))
+    if "mtu" in fields:
+        ipr.link("set", index=index, mtu=cfg["mtu"])
+        journal.record("mtu", lambda: ipr.link("set", index=index, mtu=current["mtu"]))
+    if "master" in fields:
+        ipr.link("set", index=index, master=cfg["master_index"])
+        old_master = link.get_attr("IFLA_MASTER") or 0
+        journal.record("master", lambda: ipr.link("set", index=index, master=old_master))
+    if "up" in fields:
+        ipr.link("set", index=index, state="up")
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            vni=dict(type="int"),
+            dstport=dict(type="int", default=4789),
+            local=dict(type="str"),
+            group=dict(type="str"),
+            remote=dict(type="str"),
+            dev=dict(type="str"),
+            learning=dict(type="bool", default=True),
+            proxy=dict(type="bool", default=False),
+            l2miss=dict(type="bool", default=False),
+            l3miss=dict(type="bool", default=False),
+            ttl=dict(type="int"),
+            tos=dict(type="int"),
+            ageing=dict(type="int"),
+            mtu=dict(type="int"),
+            master=dict(type="str"),
+            netns=dict(type="str"),
+        ),
+        mutually_exclusive=[("group", "remote")],
+        required_if=[("state", "present", ("vni",))],
+        supports_check_mode=True,
+    )
+    require_pyroute2(module)
+    run_module(module, lambda: manage(module))
+
+
+if __name__ == "__main__":
+    main()
