@@ -19,7 +19,6 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._validate import Inp
 
 try:
     from pyroute2 import IPRoute, NetlinkError
-    from pyroute2 import netns as pyroute2_netns
 
     HAS_PYROUTE2 = True
     PYROUTE2_IMPORT_ERROR = None

@@ -191,7 +191,7 @@ def execute(sock: nl.NeighSocket, changes: list[Change], to_request, undo_reques
     if not failures:
         return
     failed = {id(request) for request, _code, _msg in failures}
-    done = [change for change, request in zip(changes, requests) if id(request) not in failed]
+    done = [change for change, request in zip(changes, requests, strict=True) if id(request) not in failed]
     undo_failures = sock.apply([undo_request(change) for change in reversed(done)])
     request, code, kernel_msg = failures[0]
     msg = "kernel refused %s %s: %s (%s)%s" % (

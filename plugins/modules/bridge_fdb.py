@@ -113,6 +113,7 @@ learned:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.overlay.vxlan.plugins.module_utils import _tables as tables
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     InputError,
@@ -123,7 +124,6 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     run_module,
     session,
 )
-from ansible_collections.overlay.vxlan.plugins.module_utils import _tables as tables
 
 
 def validate_entries(raw_entries: list) -> list[dict]:
