@@ -11,6 +11,7 @@ succeeded so the device's table is exactly as it was before the task.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from typing import NamedTuple
 
@@ -179,23 +180,28 @@ def read_neigh(sock: nl.NeighSocket, ifindex: int, nud: int) -> list[NeighEntry]
 # Applying, with undo
 # ---------------------------------------------------------------------------------------------
 
-def execute(sock: nl.NeighSocket, changes: list[Change], to_request, undo_request, what: str) -> None:
+def execute(sock: nl.NeighSocket, changes: list[Change], to_request, undo_request, what: str, describe=str) -> None:
     """Send every change in one pipelined batch; if any is refused, undo the rest and raise.
 
-    to_request(change) -> Request; undo_request(change) -> Request that reverts it.
+    to_request(change) -> Request; undo_request(change) -> Request that reverts it;
+    describe(request.tag) -> how the refused entry is named in the error message.
     """
     requests = [to_request(change) for change in changes]
     failures = sock.apply(requests)
-    # Deleting something already gone is success for an idempotent module.
-    failures = [f for f in failures if not (f[0].msg_type == nl.RTM_DELNEIGH and f[1] in ABSENT_ERRNOS)]
     if not failures:
         return
-    failed = {id(request) for request, _code, _msg in failures}
-    done = [change for change, request in zip(changes, requests, strict=True) if id(request) not in failed]
+    # Deleting something already gone is success for an idempotent module, but it changed
+    # nothing, so it must not be "undone" (that would create an entry that was never there).
+    gone = {id(f[0]) for f in failures if f[0].msg_type == nl.RTM_DELNEIGH and f[1] in ABSENT_ERRNOS}
+    failures = [f for f in failures if id(f[0]) not in gone]
+    if not failures:
+        return
+    not_done = gone | {id(request) for request, _code, _msg in failures}
+    done = [change for change, request in zip(changes, requests, strict=True) if id(request) not in not_done]
     undo_failures = sock.apply([undo_request(change) for change in reversed(done)])
     request, code, kernel_msg = failures[0]
     msg = "kernel refused %s %s: %s (%s)%s" % (
-        what, request.tag, kernel_msg or errno.errorcode.get(code, str(code)),
+        what, describe(request.tag), kernel_msg or os.strerror(code),
         errno.errorcode.get(code, str(code)),
         "" if len(failures) == 1 else " and %d more" % (len(failures) - 1),
     )

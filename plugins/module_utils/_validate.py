@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 
 VNI_MAX = 16777215
 IFNAMSIZ = 15  # the kernel's IFNAMSIZ is 16 including the terminating NUL
@@ -81,32 +82,54 @@ def mac(field: str, value, *, unicast: bool = True, allow_zero: bool = False) ->
     return normalised
 
 
-def ip_address(field: str, value, *, version: int | None = None):
-    """Parse an address (no prefix) and return an ipaddress object."""
+def _packed_ip(field: str, value, version: int | None) -> bytes:
+    """Parse an address (no prefix) the way the kernel's tools do (inet_pton: strict dotted quad,
+    no zone index such as %eth0) and return its network-order bytes. About 20x faster than the
+    ipaddress module, which matters for tables of tens of thousands of entries."""
     text = _require_text(field, value)
     try:
-        addr = ipaddress.ip_address(text)
-    except ValueError:
+        packed = socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+    except OSError:
         raise InputError(field, value, "is not an IPv4 or IPv6 address") from None
-    if version is not None and addr.version != version:
-        raise InputError(field, value, "is IPv%d but IPv%d is used elsewhere in this task" % (addr.version, version))
-    return addr
+    found = 6 if len(packed) == 16 else 4
+    if version is not None and found != version:
+        raise InputError(field, value, "is IPv%d but IPv%d is used elsewhere in this task" % (found, version))
+    return packed
+
+
+def _ip_text(packed: bytes) -> str:
+    # inet_ntop, not ipaddress: it is what netlink read-backs (ours and pyroute2's) produce, e.g.
+    # ::ffff:1.2.3.4 stays in that form, so a desired value compares equal to the kernel's.
+    return socket.inet_ntop(socket.AF_INET6 if len(packed) == 16 else socket.AF_INET, packed)
+
+
+def _is_multicast(packed: bytes) -> bool:
+    return packed[0] == 0xFF if len(packed) == 16 else 224 <= packed[0] <= 239
+
+
+def ip_version(ip: str) -> int:
+    """4 or 6 for an address already normalised by this module."""
+    return 6 if ":" in ip else 4
+
+
+def ip_address(field: str, value, *, version: int | None = None):
+    """Parse an address (no prefix) and return an ipaddress object."""
+    return ipaddress.ip_address(_packed_ip(field, value, version))
 
 
 def unicast_ip(field: str, value, *, version: int | None = None) -> str:
-    addr = ip_address(field, value, version=version)
-    if addr.is_multicast or addr.is_unspecified:
+    """A normalised unicast address; `version` (4/6) refuses the other family."""
+    packed = _packed_ip(field, value, version)
+    if _is_multicast(packed) or not any(packed) or packed == b"\xff\xff\xff\xff":
         raise InputError(field, value, "must be a unicast address")
-    if addr.version == 4 and addr == ipaddress.IPv4Address("255.255.255.255"):
-        raise InputError(field, value, "must be a unicast address")
-    return str(addr)
+    return _ip_text(packed)
 
 
 def multicast_ip(field: str, value, *, version: int | None = None) -> str:
-    addr = ip_address(field, value, version=version)
-    if not addr.is_multicast:
+    packed = _packed_ip(field, value, version)
+    if not _is_multicast(packed):
         raise InputError(field, value, "is not a multicast address (224.0.0.0/4 or ff00::/8)")
-    return str(addr)
+    return _ip_text(packed)
 
 
 def interface_cidr(field: str, value) -> str:
@@ -118,6 +141,8 @@ def interface_cidr(field: str, value) -> str:
         iface = ipaddress.ip_interface(text)
     except ValueError:
         raise InputError(field, value, "is not an address with prefix (CIDR)") from None
+    if "%" in text:
+        raise InputError(field, value, "a zone index (%...) is not part of an interface address")
     if iface.ip.is_multicast or iface.ip.is_unspecified:
         raise InputError(field, value, "must be a unicast address")
     return str(iface)

@@ -133,13 +133,12 @@ def validate_entries(raw_entries: list) -> list[dict]:
     for index, raw in enumerate(raw_entries):
         field = "entries[%d]" % index
         mac = v.mac(field + ".mac", raw.get("mac"), unicast=True, allow_zero=True)
-        dst_addr = v.ip_address(field + ".dst", raw.get("dst"), version=family)
-        family = dst_addr.version
-        dst = v.unicast_ip(field + ".dst", raw.get("dst"))
+        dst = v.unicast_ip(field + ".dst", raw.get("dst"), version=family)
+        family = v.ip_version(dst)
         vni = v.vni(field + ".vni", raw["vni"]) if raw.get("vni") is not None else None
         port = v.port(field + ".port", raw["port"]) if raw.get("port") is not None else None
         via = v.ifname(field + ".via", raw["via"]) if raw.get("via") is not None else None
-        result.append({"mac": mac, "dst": dst, "vni": vni, "port": port, "via": via, "family": dst_addr.version})
+        result.append({"mac": mac, "dst": dst, "vni": vni, "port": port, "via": via, "family": family})
     return result
 
 
@@ -157,12 +156,16 @@ def manage(module) -> dict:
         dev_port = data.get("IFLA_VXLAN_PORT") or 8472
         underlay = data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6") or data.get("IFLA_VXLAN_GROUP") or data.get("IFLA_VXLAN_GROUP6")
         names = index_names(ipr)
+    # A device with neither local nor group/remote is IPv4: the kernel assumes so unless an IPv6
+    # address was given, and refuses IPv6 entries on it (EAFNOSUPPORT).
+    underlay_family = v.ip_version(underlay) if underlay else 4
     index_of = {name: index for index, name in names.items()}
 
     desired = []
     for index, entry in enumerate(wanted):
-        if underlay and entry["family"] != (6 if ":" in underlay else 4):
-            raise InputError("entries[%d].dst" % index, entry["dst"], "is IPv%d but %s's underlay (%s) is not" % (entry["family"], dev, underlay))
+        if entry["family"] != underlay_family:
+            raise InputError("entries[%d].dst" % index, entry["dst"], "is IPv%d but %s's underlay (%s) is IPv%d"
+                             % (entry["family"], dev, underlay or "no local/group/remote set: the kernel's default", underlay_family))
         if entry["via"] is not None and entry["via"] not in index_of:
             raise InputError("entries[%d].via" % index, entry["via"], "no such interface")
         desired.append(tables.FdbEntry(entry["mac"], entry["dst"], entry["vni"] or dev_vni, entry["port"] or dev_port, entry["via"]))
@@ -198,7 +201,7 @@ def manage(module) -> dict:
                     return _request("replace", change.old, ifindex, dev_vni, dev_port, index_of)
                 return _request("delete", change.entry, ifindex, dev_vni, dev_port, index_of)
 
-            tables.execute(sock, changes, to_request, undo_request, "fdb entry")
+            tables.execute(sock, changes, to_request, undo_request, "fdb entry", describe=lambda entry: entry.text(dev_vni, dev_port))
 
     def text(entry):
         return entry.text(dev_vni, dev_port)
@@ -229,7 +232,7 @@ def _request(op, entry, ifindex, dev_vni, dev_port, index_of):
         vni=entry.vni if entry.vni != dev_vni else None,
         port=entry.port if entry.port != dev_port else None,
         via=index_of.get(entry.via) if entry.via else None,
-        tag=entry.text(dev_vni, dev_port),
+        tag=entry,
     )
 
 

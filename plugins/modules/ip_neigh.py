@@ -110,11 +110,10 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
 def validate_entries(raw_entries: list, state: str) -> list[tables.NeighEntry]:
     """Normalise every entry before anything is read or changed; fail on the first bad one."""
     result = []
-    family = None
     for index, raw in enumerate(raw_entries):
         field = "entries[%d]" % index
-        addr = v.ip_address(field + ".ip", raw.get("ip"), version=family)
-        family = addr.version
+        # IPv4 (ARP) and IPv6 (NDP) entries may be mixed: a dual-stack overlay needs both on
+        # the same device, and state=exact must be able to hold both.
         ip = v.unicast_ip(field + ".ip", raw.get("ip"))
         if raw.get("lladdr") is None:
             if state != "absent":
@@ -144,7 +143,7 @@ def manage(module) -> dict:
 
         if changes and not module.check_mode:
             def request(op, entry):
-                return tables.nl.neigh_request(op, ifindex, entry.ip, entry.lladdr, state=nud, tag=entry.text())
+                return tables.nl.neigh_request(op, ifindex, entry.ip, entry.lladdr, state=nud, tag=entry)
 
             def to_request(change):
                 return request("delete" if change.op == "delete" else "replace", change.entry)
@@ -156,7 +155,7 @@ def manage(module) -> dict:
                     return request("replace", change.old)
                 return request("delete", change.entry)
 
-            tables.execute(sock, changes, to_request, undo_request, "neighbour entry")
+            tables.execute(sock, changes, to_request, undo_request, "neighbour entry", describe=tables.NeighEntry.text)
 
     result = {
         "changed": bool(changes),

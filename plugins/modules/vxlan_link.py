@@ -179,6 +179,11 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
 # What the kernel's vxlan changelink accepts; everything else needs a new device.
 IN_PLACE = ("learning", "ttl", "tos", "ageing")
 RECREATE = ("vni", "dstport", "local", "group", "remote", "dev", "proxy", "l2miss", "l3miss")
+# What a new device gets for knobs left unset (a device without `dev` keeps the Ethernet MTU).
+KERNEL_DEFAULTS = {"ttl": 0, "tos": 0, "ageing": 300, "mtu": 1500}
+# Receive flags: the kernel lets devices that differ in these share a VNI and port.
+RCV_FLAGS = ("IFLA_VXLAN_GBP", "IFLA_VXLAN_GPE", "IFLA_VXLAN_REMCSUM_RX", "IFLA_VXLAN_REMCSUM_NOPARTIAL",
+             "IFLA_VXLAN_UDP_ZERO_CSUM6_RX", "IFLA_VXLAN_COLLECT_METADATA", "IFLA_VXLAN_VNIFILTER")
 
 
 def validate(params: dict) -> dict:
@@ -250,6 +255,16 @@ def resolve(ipr, wanted: dict) -> dict:
         resolved["master_index"] = require_link(ipr, "master", wanted["master"], kind="bridge")["index"]
     if wanted["local"] and not host_has_address(ipr, wanted["local"]):
         raise InputError("local", wanted["local"], "is not an address of this host; peers would drop its packets")
+    for link in ipr.link("dump"):
+        other = link.get_attr("IFLA_IFNAME")
+        if other == wanted["name"] or link_kind(link) != "vxlan":
+            continue
+        data = link_info_data(link)
+        other_family = 6 if (data.get("IFLA_VXLAN_LOCAL6") or data.get("IFLA_VXLAN_GROUP6")) else 4
+        if (data.get("IFLA_VXLAN_ID"), data.get("IFLA_VXLAN_PORT"), other_family) == (wanted["vni"], wanted["dstport"], wanted["family"]) \
+                and not any(data.get(flag) for flag in RCV_FLAGS):
+            raise InputError("vni", wanted["vni"], "is already used by %s with dstport %d; the kernel allows one device per VNI and port"
+                             % (other, wanted["dstport"]))
     overhead = v.VXLAN_OVERHEAD[wanted["family"]]
     if underlay_mtu is not None:
         ceiling = underlay_mtu - overhead
@@ -279,7 +294,7 @@ def link_kwargs(cfg: dict) -> dict:
     return kwargs
 
 
-def create(ipr, cfg: dict) -> int:
+def create(ipr, cfg: dict, journal: Journal | None = None) -> int:
     extra = {}
     if cfg.get("mtu"):
         extra["mtu"] = cfg["mtu"]
@@ -287,6 +302,10 @@ def create(ipr, cfg: dict) -> int:
         extra["master"] = cfg["master_index"]
     ipr.link("add", ifname=cfg["name"], kind="vxlan", **extra, **link_kwargs(cfg))
     index = ipr.link_lookup(ifname=cfg["name"])[0]
+    if journal is not None:
+        # Recorded before "up": bringing it up can still fail (e.g. EADDRINUSE when another
+        # socket holds the UDP port), and then the new device must not be left behind.
+        journal.record("create %s" % cfg["name"], lambda: ipr.link("del", index=index))
     ipr.link("set", index=index, state="up")
     return index
 
@@ -330,13 +349,14 @@ def manage(module) -> dict:
         target = dict(cfg, up=True)
         if current is None:
             recreate, in_place = ["create"], []
+            for field, default in KERNEL_DEFAULTS.items():  # what the kernel gives a new device
+                if target.get(field) is None:
+                    target[field] = default
         else:
             recreate, in_place = compare(current, cfg)
-            for field in IN_PLACE:  # unset knobs keep whatever the kernel has
+            for field in IN_PLACE + ("mtu", "master"):  # unset knobs keep whatever the kernel has
                 if cfg.get(field) is None:
                     target[field] = current[field]
-        if current is not None:
-            target["ttl"] = target["ttl"] if target["ttl"] is not None else current["ttl"]
         changed = bool(recreate or in_place)
         recreated = bool(recreate) and current is not None
 
@@ -348,8 +368,7 @@ def manage(module) -> dict:
                                        master_index=link.get_attr("IFLA_MASTER"))
                         ipr.link("del", index=link["index"])
                         journal.record("delete %s" % name, lambda: create(ipr, old_cfg))
-                    create(ipr, cfg)
-                    journal.record("create %s" % name, lambda: ipr.link("del", index=ipr.link_lookup(ifname=name)[0]))
+                    create(ipr, cfg, journal)
                 else:
                     apply_in_place(ipr, link, current, cfg, in_place, journal)
             except NetlinkError as exc:
