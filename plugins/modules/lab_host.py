@@ -1,0 +1,635 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: overlay.vxlan contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: lab_host
+short_description: Create or remove the simulated lab's hosts and the underlay fabric joining them
+version_added: 0.1.0
+description:
+  - Simulates the source document's hosts on one machine. Each lab host is its own network, mount
+    and UTS namespace (hostname = the host's name, an empty private C(/run/netns) so every host
+    can have its own C(ns1)), pinned by bind mounts under
+    C(/run/overlay-lab/<lab_name>/hosts/<host>/{net,mnt,uts}) so it outlives the task.
+  - A fabric network namespace (C(/run/overlay-lab/<lab_name>/fabric/net)) holds the underlay
+    bridge O(fabric_bridge). Every host's O(underlay_dev) is one end of a veth pair whose other end
+    is a port of that bridge, so the hosts share one L2 underlay segment. Multicast snooping is
+    off on the bridge, so the VXLAN multicast mode's group traffic floods to every host.
+  - Nothing is created in the machine's own network namespace, not even transiently; the veth
+    pairs are made inside the fabric namespace with their peer placed straight into the host.
+  - One task handles all hosts (namespaces are created in parallel), which keeps lab creation
+    fast for large labs. Enter a host with the M(overlay.vxlan.lab) connection plugin or by hand
+    with C(nsenter --net=PIN/net --mount=PIN/mnt --uts=PIN/uts).
+  - Removing a host (or the lab) first stops every process still running in its namespaces
+    (SIGTERM, then SIGKILL after O(kill_timeout) seconds).
+options:
+  lab_name:
+    description:
+      - Name of the lab; several labs coexist under different names.
+      - Letters, digits, C(_), C(.) and C(-); at most 63 characters.
+    type: str
+    default: ovx
+  hosts:
+    description:
+      - The lab hosts to manage.
+      - With O(state=absent), omitting O(hosts) removes the whole lab (hosts, fabric, pins and
+        the C(/run/overlay-lab/<lab_name>) mount).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Host name (the inventory name); also its hostname inside the lab.
+        type: str
+        required: true
+      underlay_ip:
+        description: The host's underlay (VTEP) address, put on O(underlay_dev).
+        type: str
+        required: true
+  underlay_prefix:
+    description: Prefix length of the underlay addresses.
+    type: int
+    default: 24
+  underlay_dev:
+    description: Name of the underlay device inside every host.
+    type: str
+    default: eth0
+  underlay_mtu:
+    description: MTU of the underlay devices (both ends of every veth pair).
+    type: int
+    default: 1500
+  fabric_bridge:
+    description: Name of the underlay bridge inside the fabric namespace.
+    type: str
+    default: underlay0
+  state:
+    description: Whether the listed hosts (or, with no O(hosts) and C(absent), the lab) exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  exact:
+    description:
+      - With O(state=present), also remove lab hosts that are not listed in O(hosts), so the lab
+        has exactly the listed hosts.
+    type: bool
+    default: false
+  kill_timeout:
+    description: Seconds between SIGTERM and SIGKILL for processes left in a removed host.
+    type: float
+    default: 2.0
+attributes:
+  check_mode:
+    support: full
+    description: Computes C(changed) and the diff from the machine's state; changes nothing.
+  diff_mode:
+    support: full
+    description: Returns the lab's hosts and fabric before and after.
+  idempotent:
+    support: full
+    description: A second run with the same parameters reports no change.
+requirements:
+  - pyroute2 >= 0.9
+  - root, C(unshare) and util-linux on the machine running the lab (the controller)
+notes:
+  - Runs where the lab lives, normally C(localhost) with C(connection=local).
+  - Links and addresses are managed with pyroute2; the namespaces are made by C(unshare) because
+    pinning a mount namespace needs a forked helper.
+  - Changes to labs are serialised with a lock on C(/run/overlay-lab).
+seealso:
+  - plugin: overlay.vxlan.lab
+    plugin_type: connection
+author:
+  - overlay.vxlan contributors
+"""
+
+EXAMPLES = r"""
+- name: The source document's three hosts
+  overlay.vxlan.lab_host:
+    lab_name: ovx
+    hosts:
+      - {name: h1, underlay_ip: 192.168.1.2}
+      - {name: h2, underlay_ip: 192.168.1.3}
+      - {name: h3, underlay_ip: 192.168.1.4}
+    underlay_prefix: 24
+    exact: true
+
+- name: One host per member of the inventory group lab
+  overlay.vxlan.lab_host:
+    lab_name: ovx
+    hosts: "{{ dict(groups['lab'] | zip(groups['lab'] | map('extract', hostvars, 'vxlan_underlay_ip')))
+               | dict2items(key_name='name', value_name='underlay_ip') }}"
+
+- name: Remove h3 only
+  overlay.vxlan.lab_host:
+    lab_name: ovx
+    hosts:
+      - {name: h3, underlay_ip: 192.168.1.4}
+    state: absent
+
+- name: Tear the whole lab down
+  overlay.vxlan.lab_host:
+    lab_name: ovx
+    state: absent
+"""
+
+RETURN = r"""
+lab:
+  description: The lab after the task (in check mode, as it would be); empty when removed.
+  returned: success
+  type: dict
+  sample:
+    name: ovx
+    path: /run/overlay-lab/ovx
+    fabric:
+      netns: /run/overlay-lab/ovx/fabric/net
+      bridge: underlay0
+    hosts:
+      h1:
+        net: /run/overlay-lab/ovx/hosts/h1/net
+        mnt: /run/overlay-lab/ovx/hosts/h1/mnt
+        uts: /run/overlay-lab/ovx/hosts/h1/uts
+        underlay_dev: eth0
+        underlay_ip: 192.168.1.2/24
+        fabric_port: vh1
+created:
+  description: Hosts created (or recreated after being found incomplete).
+  returned: success
+  type: list
+  elements: str
+  sample: [h1, h2, h3]
+removed:
+  description: Hosts removed.
+  returned: success
+  type: list
+  elements: str
+  sample: [h4]
+repaired:
+  description: Existing hosts that were brought back to the wanted state, with what was fixed.
+  returned: success
+  type: dict
+  sample: {h2: [underlay address, hostname]}
+killed:
+  description: PIDs of processes stopped because they ran in a removed host or lab.
+  returned: success
+  type: list
+  elements: int
+"""
+
+import hashlib
+import os
+from contextlib import contextmanager
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.overlay.vxlan.plugins.module_utils import _lab as lab
+from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
+    ABSENT_ERRNOS,
+    InputError,
+    KernelError,
+    NetlinkError,
+    addresses_of,
+    describe_netlink_error,
+    get_link,
+    link_info_data,
+    link_is_up,
+    link_kind,
+    require_pyroute2,
+    run_module,
+)
+
+try:
+    from pyroute2 import IPRoute
+except ImportError:  # pragma: no cover - require_pyroute2 reports it
+    IPRoute = None
+
+
+# --- parameters ---------------------------------------------------------------------------------
+
+def validate(params: dict) -> dict:
+    """Every parameter checked and normalised before anything on the machine is touched."""
+    name = params["lab_name"]
+    if not lab.valid_name(name):
+        raise InputError("lab_name", name, "use letters, digits, '_', '.' and '-' (at most 63 characters)")
+    wanted = {
+        "lab": name,
+        "dev": v.ifname("underlay_dev", params["underlay_dev"]),
+        "bridge": v.ifname("fabric_bridge", params["fabric_bridge"]),
+        "mtu": v.int_range("underlay_mtu", params["underlay_mtu"], 68, 65535),
+        "state": params["state"],
+        "exact": params["exact"],
+        "kill_timeout": params["kill_timeout"],
+        "whole_lab": params["state"] == "absent" and params["hosts"] is None,
+        "hosts": {},
+    }
+    if wanted["kill_timeout"] < 0:
+        raise InputError("kill_timeout", wanted["kill_timeout"], "must be 0 or more")
+    family = None
+    for index, host in enumerate(params["hosts"] or []):
+        field = "hosts[%d]" % index
+        host_name = host["name"]
+        if not lab.valid_name(host_name):
+            raise InputError(field + ".name", host_name, "use letters, digits, '_', '.' and '-' (at most 63 characters)")
+        if host_name in wanted["hosts"]:
+            raise InputError(field + ".name", host_name, "is listed twice")
+        addr = v.ip_address(field + ".underlay_ip", host["underlay_ip"], version=family)
+        family = addr.version
+        wanted["hosts"][host_name] = v.unicast_ip(field + ".underlay_ip", host["underlay_ip"], version=family)
+    v.no_duplicates("hosts[].underlay_ip", list(wanted["hosts"].values()))
+    wanted["prefix"] = v.int_range("underlay_prefix", params["underlay_prefix"], 1, 128 if family == 6 else 32)
+    return wanted
+
+
+def port_name(host: str) -> str:
+    """The fabric-side veth of a host: v<host>, or x<hash> when the name would not fit IFNAMSIZ."""
+    if len(host) <= v.IFNAMSIZ - 1:
+        return "v" + host
+    return "x" + hashlib.sha1(host.encode()).hexdigest()[:v.IFNAMSIZ - 1]
+
+
+def cidr(wanted: dict, host: str) -> str:
+    return "%s/%d" % (wanted["hosts"][host], wanted["prefix"])
+
+
+# --- reading the machine ------------------------------------------------------------------------
+
+@contextmanager
+def ns_session(pin: str):
+    """An IPRoute whose socket lives in the pinned network namespace (opened from a thread)."""
+    ipr = IPRoute(fileno=lab.netlink_socket(pin))
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _link_summary(link) -> dict:
+    return {
+        "index": link["index"],
+        "kind": link_kind(link),
+        "up": link_is_up(link),
+        "mtu": link.get_attr("IFLA_MTU"),
+        "master": link.get_attr("IFLA_MASTER"),
+        "peer": link.get_attr("IFLA_LINK"),
+        "alias": link.get_attr("IFLA_IFALIAS"),
+    }
+
+
+def read_fabric(wanted: dict) -> dict:
+    with ns_session(lab.fabric_pin(wanted["lab"])) as ipr:
+        links = {link.get_attr("IFLA_IFNAME"): link for link in ipr.link("dump")}
+    bridge = links.get(wanted["bridge"])
+    state = {"bridge": None, "ports": {}}
+    if bridge is not None:
+        state["bridge"] = _link_summary(bridge)
+        state["bridge"]["mcast_snooping"] = link_info_data(bridge).get("IFLA_BR_MCAST_SNOOPING")
+    for name, link in links.items():
+        if link_kind(link) == "veth":
+            state["ports"][name] = _link_summary(link)
+    return state
+
+
+def read_host(wanted: dict, host: str) -> dict:
+    pins = lab.host_pins(wanted["lab"], host)
+    with ns_session(pins["net"]) as ipr:
+        dev = get_link(ipr, wanted["dev"])
+        loopback = get_link(ipr, "lo")
+        state = {"dev": None, "lo_up": bool(loopback is not None and link_is_up(loopback))}
+        if dev is not None:
+            state["dev"] = _link_summary(dev)
+            state["dev"]["addresses"] = addresses_of(ipr, dev["index"])
+    state["hostname"] = lab.get_hostname(pins["uts"])
+    return state
+
+
+def read_lab(wanted: dict) -> dict:
+    """What exists of the lab: its mount, the fabric, and every host directory with its pins."""
+    name = wanted["lab"]
+    table = lab.mounts()
+    state = {
+        "table": table,
+        "exists": os.path.isdir(lab.lab_dir(name)),
+        "mounted": lab.lab_dir(name) in table,
+        "private": False,
+        "fabric": None,
+        "hosts": {},
+    }
+    if state["mounted"]:
+        state["private"] = lab.is_private(lab.lab_dir(name))
+    if lab.is_pinned(lab.fabric_pin(name), table):
+        state["fabric"] = read_fabric(wanted)
+    try:
+        existing = sorted(os.listdir(lab.hosts_dir(name)))
+    except (FileNotFoundError, NotADirectoryError):
+        existing = []
+    for host in existing:
+        pins = lab.host_pins(name, host)
+        entry = {"pinned": all(lab.is_pinned(path, table) for path in pins.values())}
+        if entry["pinned"]:
+            entry.update(read_host(wanted, host))
+        state["hosts"][host] = entry
+    return state
+
+
+# --- comparing ----------------------------------------------------------------------------------
+
+def host_repairs(wanted: dict, state: dict, host: str) -> list[str] | None:
+    """What to fix on an existing, pinned host; None if its veth pair must be made again."""
+    current = state["hosts"][host]
+    fabric = state["fabric"]
+    dev = current["dev"]
+    port = fabric["ports"].get(port_name(host)) if fabric else None
+    if dev is None or port is None or dev["kind"] != "veth" or dev["peer"] != port["index"] or port["peer"] != dev["index"]:
+        return None
+    fixes = []
+    if dev["addresses"] != [cidr(wanted, host)]:
+        fixes.append("underlay address")
+    if not dev["up"] or dev["mtu"] != wanted["mtu"]:
+        fixes.append("underlay device")
+    if not current["lo_up"]:
+        fixes.append("loopback")
+    bridge = fabric["bridge"]
+    if bridge is None or port["master"] != bridge["index"] or not port["up"] or port["mtu"] != wanted["mtu"] or port["alias"] != host:
+        fixes.append("fabric port")
+    if current["hostname"] != host:
+        fixes.append("hostname")
+    return fixes
+
+
+def plan_present(wanted: dict, state: dict) -> dict:
+    plan = {"mount": not state["mounted"], "private": state["mounted"] and not state["private"],
+            "fabric": state["fabric"] is None, "bridge": [],
+            "remove": [], "create": [], "replug": [], "repair": {}}
+    bridge = state["fabric"]["bridge"] if state["fabric"] else None
+    if bridge is None:
+        plan["bridge"] = ["create"]
+    else:
+        if bridge["kind"] != "bridge":
+            raise KernelError("%s in the fabric of lab %s is a %s, not a bridge" % (wanted["bridge"], wanted["lab"], bridge["kind"]))
+        if not bridge["up"]:
+            plan["bridge"].append("up")
+        if bridge["mcast_snooping"] != 0:
+            plan["bridge"].append("multicast snooping off")
+    for host in wanted["hosts"]:
+        current = state["hosts"].get(host)
+        if current is None:
+            plan["create"].append(host)
+        elif not current["pinned"]:
+            plan["remove"].append(host)
+            plan["create"].append(host)
+        else:
+            fixes = host_repairs(wanted, state, host)
+            if fixes is None:
+                plan["replug"].append(host)
+            elif fixes:
+                plan["repair"][host] = fixes
+    if wanted["exact"]:
+        plan["remove"].extend(host for host in state["hosts"] if host not in wanted["hosts"])
+    return plan
+
+
+def host_view(state_entry: dict | None) -> str:
+    if state_entry is None:
+        return ""
+    if not state_entry["pinned"]:
+        return "(incomplete)"
+    return " ".join(state_entry["dev"]["addresses"]) if state_entry["dev"] else "(no underlay device)"
+
+
+def describe(wanted: dict, state: dict, plan: dict | None) -> tuple[dict, dict]:
+    """The diff's before and after: the fabric bridge and each host's underlay address."""
+    before = {"lab": wanted["lab"], "exists": state["exists"],
+              "fabric": wanted["bridge"] if state["fabric"] and state["fabric"]["bridge"] else None,
+              "hosts": {host: host_view(entry) for host, entry in state["hosts"].items()}}
+    if plan is None:  # the lab is removed
+        return before, {"lab": wanted["lab"], "exists": False, "fabric": None, "hosts": {}}
+    hosts = {host: view for host, view in before["hosts"].items() if host not in plan["remove"]}
+    hosts.update({host: cidr(wanted, host) for host in wanted["hosts"]})
+    return before, {"lab": wanted["lab"], "exists": True, "fabric": wanted["bridge"], "hosts": dict(sorted(hosts.items()))}
+
+
+def lab_result(wanted: dict, after: dict) -> dict:
+    if not after["exists"]:
+        return {}
+    name = wanted["lab"]
+    hosts = {}
+    for host, address in after["hosts"].items():
+        entry = dict(lab.host_pins(name, host))
+        entry.update(underlay_dev=wanted["dev"], underlay_ip=address, fabric_port=port_name(host))
+        hosts[host] = entry
+    return {"name": name, "path": lab.lab_dir(name),
+            "fabric": {"netns": lab.fabric_pin(name), "bridge": wanted["bridge"]}, "hosts": hosts}
+
+
+# --- changing -----------------------------------------------------------------------------------
+
+def _ignore_absent(func, *args, **kwargs) -> None:
+    try:
+        func(*args, **kwargs)
+    except NetlinkError as exc:
+        if exc.code not in ABSENT_ERRNOS:
+            raise
+
+
+def ensure_bridge(wanted: dict, fixes: list[str]) -> None:
+    with ns_session(lab.fabric_pin(wanted["lab"])) as ipr:
+        if "create" in fixes:
+            ipr.link("add", ifname=wanted["bridge"], kind="bridge", br_mcast_snooping=0, br_forward_delay=0)
+        else:
+            if "multicast snooping off" in fixes:
+                ipr.link("set", index=get_link(ipr, wanted["bridge"])["index"], kind="bridge", br_mcast_snooping=0)
+        ipr.link("set", index=get_link(ipr, wanted["bridge"])["index"], state="up")
+
+
+def remove_hosts(wanted: dict, hosts: list[str], table: dict) -> list[int]:
+    name = wanted["lab"]
+    ids = lab.ns_ids(path for host in hosts for path in lab.host_pins(name, host).values()
+                     if lab.is_pinned(path, table))
+    killed = lab.kill_processes(ids, wanted["kill_timeout"])
+    if lab.is_pinned(lab.fabric_pin(name), table):
+        # Delete the fabric ends now: a freed namespace's veths go away only when the kernel's
+        # asynchronous cleanup gets to them, and a host made again at once needs the name back.
+        with ns_session(lab.fabric_pin(name)) as ipr:
+            for host in hosts:
+                port = get_link(ipr, port_name(host))
+                if port is not None:
+                    _ignore_absent(ipr.link, "del", index=port["index"])
+    for host in hosts:
+        lab.remove_tree(lab.host_dir(name, host), table)
+    return killed
+
+
+def plug(wanted: dict, fabric, bridge: int, host: str, fresh: bool) -> None:
+    """Make the host's veth pair in the fabric (session `fabric`), its peer created straight
+    inside the host; `fresh`: the host's namespaces were just made, so nothing is left over."""
+    pins = lab.host_pins(wanted["lab"], host)
+    port = port_name(host)
+    if not fresh:
+        with ns_session(pins["net"]) as inner:
+            leftover = get_link(inner, wanted["dev"])
+            if leftover is not None:
+                _ignore_absent(inner.link, "del", index=leftover["index"])
+    leftover = get_link(fabric, port)
+    if leftover is not None:
+        _ignore_absent(fabric.link, "del", index=leftover["index"])
+    fd = os.open(pins["net"], os.O_RDONLY)
+    try:
+        fabric.link("add", ifname=port, kind="veth", mtu=wanted["mtu"],
+                    peer={"ifname": wanted["dev"], "net_ns_fd": fd, "mtu": wanted["mtu"]})
+    finally:
+        os.close(fd)
+    fabric.link("set", index=get_link(fabric, port)["index"], master=bridge, ifalias=host, state="up")
+    configure_host(wanted, host, ["underlay address", "underlay device", "loopback"])
+
+
+def configure_host(wanted: dict, host: str, fixes: list[str]) -> None:
+    pins = lab.host_pins(wanted["lab"], host)
+    with ns_session(pins["net"]) as ipr:
+        dev = get_link(ipr, wanted["dev"])
+        index = dev["index"]
+        if "underlay address" in fixes:
+            want = cidr(wanted, host)
+            for address in addresses_of(ipr, index):
+                if address != want:
+                    ip, prefix = address.rsplit("/", 1)
+                    _ignore_absent(ipr.addr, "del", index=index, address=ip, prefixlen=int(prefix))
+            if want not in addresses_of(ipr, index):
+                ipr.addr("add", index=index, address=wanted["hosts"][host], prefixlen=wanted["prefix"])
+        if "underlay device" in fixes:
+            ipr.link("set", index=index, mtu=wanted["mtu"], state="up")
+        if "loopback" in fixes:
+            ipr.link("set", index=get_link(ipr, "lo")["index"], state="up")
+    if "fabric port" in fixes:
+        with ns_session(lab.fabric_pin(wanted["lab"])) as ipr:
+            bridge = get_link(ipr, wanted["bridge"])["index"]
+            port = get_link(ipr, port_name(host))["index"]
+            ipr.link("set", index=port, master=bridge, ifalias=host, mtu=wanted["mtu"], state="up")
+    if "hostname" in fixes:
+        lab.set_hostname(pins["uts"], host)
+
+
+def apply_present(wanted: dict, state: dict, plan: dict) -> list[int]:
+    name = wanted["lab"]
+    if plan["mount"]:
+        lab.mount_private_dir(lab.lab_dir(name))
+    elif plan["private"]:
+        lab.make_private(lab.lab_dir(name))
+    if plan["fabric"]:
+        lab.create_fabric_ns(name)
+    if plan["bridge"]:
+        ensure_bridge(wanted, plan["bridge"])
+    killed = remove_hosts(wanted, plan["remove"], lab.mounts()) if plan["remove"] else []
+    created = []
+    try:
+        os.makedirs(lab.hosts_dir(name), mode=0o755, exist_ok=True)
+        created = list(plan["create"])
+        lab.create_host_namespaces(name, created)
+        if created or plan["replug"]:
+            with ns_session(lab.fabric_pin(name)) as fabric:
+                bridge = get_link(fabric, wanted["bridge"])["index"]
+                for host in created + plan["replug"]:
+                    plug(wanted, fabric, bridge, host, fresh=host in created)
+        for host, fixes in plan["repair"].items():
+            configure_host(wanted, host, fixes)
+    except (NetlinkError, OSError, lab.LabError) as exc:
+        # Leave no half-made host behind: what this run created goes again.
+        undo = ""
+        try:
+            remove_hosts(wanted, created, lab.mounts())
+        except (NetlinkError, OSError, lab.LabError) as undo_exc:
+            undo = "; removing the hosts this run created failed too: %s" % _message(undo_exc)
+        raise KernelError("could not build lab %s: %s%s" % (name, _message(exc), undo)) from None
+    return killed
+
+
+def destroy(wanted: dict, state: dict) -> list[int]:
+    name = wanted["lab"]
+    table = state["table"]
+    pins = [lab.fabric_pin(name)] + [path for host in state["hosts"] for path in lab.host_pins(name, host).values()]
+    killed = lab.kill_processes(lab.ns_ids(p for p in pins if lab.is_pinned(p, table)), wanted["kill_timeout"])
+    lab.remove_tree(lab.lab_dir(name), table)
+    return killed
+
+
+def _message(exc) -> str:
+    if isinstance(exc, NetlinkError):
+        return describe_netlink_error(exc)
+    if isinstance(exc, lab.LabError):
+        return str(exc)
+    return "%s" % exc
+
+
+# --- the module ---------------------------------------------------------------------------------
+
+def manage(module) -> dict:
+    wanted = validate(module.params)
+    result = {"changed": False, "created": [], "removed": [], "repaired": {}, "killed": []}
+    with lab.lab_lock():
+        state = read_lab(wanted)
+        if wanted["whole_lab"]:
+            before, after = describe(wanted, state, None)
+            result["changed"] = state["exists"]
+            result["removed"] = sorted(state["hosts"])
+            if result["changed"] and not module.check_mode:
+                result["killed"] = destroy(wanted, state)
+        else:
+            if wanted["state"] == "absent":
+                plan = {"mount": False, "private": False, "fabric": False, "bridge": [], "create": [],
+                        "replug": [], "repair": {}, "remove": [h for h in wanted["hosts"] if h in state["hosts"]]}
+                before, after = describe(wanted, state, plan)
+                after["hosts"] = {h: a for h, a in after["hosts"].items() if h not in wanted["hosts"]}
+                after["exists"] = state["exists"]
+                after["fabric"] = before["fabric"]
+            else:
+                plan = plan_present(wanted, state)
+                before, after = describe(wanted, state, plan)
+            result["created"] = plan["create"]
+            result["removed"] = [h for h in plan["remove"] if h not in plan["create"]]
+            result["repaired"] = dict(plan["repair"], **{h: ["underlay veth pair"] for h in plan["replug"]})
+            result["changed"] = any((plan["mount"], plan["private"], plan["fabric"], plan["bridge"], plan["remove"],
+                                     plan["create"], plan["replug"], plan["repair"]))
+            if result["changed"] and not module.check_mode:
+                if wanted["state"] == "absent":
+                    result["killed"] = remove_hosts(wanted, plan["remove"], state["table"])
+                else:
+                    result["killed"] = apply_present(wanted, state, plan)
+    result["lab"] = lab_result(wanted, after)
+    if module._diff:
+        result["diff"] = {"before": before, "after": after}
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            lab_name=dict(type="str", default="ovx"),
+            hosts=dict(type="list", elements="dict", options=dict(
+                name=dict(type="str", required=True),
+                underlay_ip=dict(type="str", required=True),
+            )),
+            underlay_prefix=dict(type="int", default=24),
+            underlay_dev=dict(type="str", default="eth0"),
+            underlay_mtu=dict(type="int", default=1500),
+            fabric_bridge=dict(type="str", default="underlay0"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            exact=dict(type="bool", default=False),
+            kill_timeout=dict(type="float", default=2.0),
+        ),
+        supports_check_mode=True,
+    )
+    require_pyroute2(module)
+
+    def body():
+        try:
+            return manage(module)
+        except lab.LabError as exc:
+            raise KernelError(str(exc)) from None
+        except OSError as exc:
+            raise KernelError("lab %s: %s" % (module.params["lab_name"], exc)) from None
+
+    run_module(module, body)
+
+
+if __name__ == "__main__":
+    main()
