@@ -235,8 +235,10 @@ def validate(params: dict) -> dict:
             raise InputError(field + ".name", host_name, "is listed twice")
         addr = v.ip_address(field + ".underlay_ip", host["underlay_ip"], version=family)
         family = addr.version
-        wanted["hosts"][host_name] = v.unicast_ip(field + ".underlay_ip", host["underlay_ip"], version=family)
-    v.no_duplicates("hosts[].underlay_ip", list(wanted["hosts"].values()))
+        address = v.unicast_ip(field + ".underlay_ip", host["underlay_ip"], version=family)
+        if address in wanted["hosts"].values():
+            raise InputError(field + ".underlay_ip", address, "is the underlay address of another host too")
+        wanted["hosts"][host_name] = address
     wanted["prefix"] = v.int_range("underlay_prefix", params["underlay_prefix"], 1, 128 if family == 6 else 32)
     return wanted
 

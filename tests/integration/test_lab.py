@@ -10,11 +10,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
 
-pytest.register_assert_rewrite("lab_fixtures")
+if "lab_fixtures" not in sys.modules:  # conftest may have loaded it already
+    pytest.register_assert_rewrite("lab_fixtures")
 
 from lab_fixtures import (  # noqa: E402
     DEFAULT_INVENTORY,
@@ -233,3 +235,61 @@ def test_lab_names_are_validated(lab_factory):
 
 def test_unique_lab_names_differ():
     assert unique_lab_name() != unique_lab_name()
+
+
+# --- the module's plain functions and check mode --------------------------------------------------
+
+def _module():
+    import importlib
+
+    return importlib.import_module("ansible_collections.overlay.vxlan.plugins.modules.lab_host")
+
+
+def _params(**overrides):
+    params = {"lab_name": "ovx", "hosts": [{"name": "h1", "underlay_ip": "192.168.1.2"}], "underlay_prefix": 24,
+              "underlay_dev": "eth0", "underlay_mtu": 1500, "fabric_bridge": "underlay0", "state": "present",
+              "exact": False, "kill_timeout": 2.0}
+    params.update(overrides)
+    return params
+
+
+def test_port_names_fit_ifnamsiz_and_stay_distinct():
+    lab_host = _module()
+    assert lab_host.port_name("h1") == "vh1"
+    assert lab_host.port_name("a" * 14) == "v" + "a" * 14
+    long_names = ["controller-number-%d" % i for i in range(50)]
+    ports = {lab_host.port_name(name) for name in long_names}
+    assert len(ports) == 50 and all(len(p) <= 15 and p.startswith("x") for p in ports)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"lab_name": "bad/name"}, "lab_name"),
+    ({"lab_name": ""}, "lab_name"),
+    ({"hosts": [{"name": "h1", "underlay_ip": "192.168.1.2"}, {"name": "h1", "underlay_ip": "192.168.1.3"}]}, "hosts[1].name"),
+    ({"hosts": [{"name": "h1", "underlay_ip": "192.168.1.2"}, {"name": "h2", "underlay_ip": "192.168.1.2"}]}, "hosts[1].underlay_ip"),
+    ({"hosts": [{"name": "h1", "underlay_ip": "192.168.1.2"}, {"name": "h2", "underlay_ip": "fd00::2"}]}, "hosts[1].underlay_ip"),
+    ({"hosts": [{"name": "h1", "underlay_ip": "239.1.1.1"}]}, "hosts[0].underlay_ip"),
+    ({"hosts": [{"name": "h 1", "underlay_ip": "192.168.1.2"}]}, "hosts[0].name"),
+    ({"underlay_prefix": 33}, "underlay_prefix"),
+    ({"underlay_dev": "a-very-long-device-name"}, "underlay_dev"),
+    ({"kill_timeout": -1.0}, "kill_timeout"),
+])
+def test_bad_parameters_are_refused_before_anything_is_touched(overrides, field):
+    from ansible_collections.overlay.vxlan.plugins.module_utils._validate import InputError
+
+    with pytest.raises(InputError) as error:
+        _module().validate(_params(**overrides))
+    assert error.value.field == field
+
+
+def test_check_mode_reports_the_lab_and_creates_nothing():
+    from helpers import run_module
+
+    name = unique_lab_name()
+    args = _params(lab_name=name, hosts=[{"name": "h1", "underlay_ip": "192.168.1.2"}, {"name": "h2", "underlay_ip": "192.168.1.3"}])
+    result = run_module("lab_host", args, check=True)
+    assert result["changed"] is True and result["created"] == ["h1", "h2"]
+    assert result["diff"]["after"]["hosts"] == {"h1": "192.168.1.2/24", "h2": "192.168.1.3/24"}
+    assert not os.path.exists("/run/overlay-lab/%s" % name)
+    result = run_module("lab_host", {"lab_name": name, "state": "absent"}, check=True)
+    assert result["changed"] is False and not os.path.exists("/run/overlay-lab/%s" % name)
