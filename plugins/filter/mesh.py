@@ -133,6 +133,8 @@ def compute_mesh(hosts: dict, networks: list, me: str) -> list[dict]:
             "local": str(hosts[me]["vxlan_underlay_ip"]),
             "endpoints": mine,
             "remote_endpoints": remote,
+            # Endpoints of the other networks: verify pings them to prove the VNIs never leak.
+            "foreign_endpoints": [e for e in endpoints if e["network"] != net["name"]],
             "flood": [{"mac": "00:00:00:00:00:00", "dst": peer} for peer in peers],
             "fdb": [{"mac": e["mac"], "dst": e["vtep"]} for e in remote],
             "neigh": [{"ip": e["ip"], "lladdr": e["mac"]} for e in remote],
@@ -148,10 +150,17 @@ def vxlan_mesh(hostvars, networks, overlay_hosts, host):
     return compute_mesh(hosts, networks, host)
 
 
+def in_subnet(ip: str, cidr: str) -> bool:
+    """Whether `ip` lies in the network of the interface address `cidr` (100.0.0.2/24)."""
+    address = ipaddress.ip_address(str(ip))
+    network = ipaddress.ip_interface(str(cidr)).network
+    return address.version == network.version and address in network
+
+
 def vxlan_vm_mac(address, network=""):
     return vm_mac(str(address), str(network))
 
 
 class FilterModule:
     def filters(self):
-        return {"vxlan_mesh": vxlan_mesh, "vxlan_vm_mac": vxlan_vm_mac}
+        return {"vxlan_mesh": vxlan_mesh, "vxlan_vm_mac": vxlan_vm_mac, "vxlan_in_subnet": in_subnet}
