@@ -1,0 +1,243 @@
+"""overlay.vxlan.linux_bridge against a real kernel, inside throwaway namespaces."""
+
+from __future__ import annotations
+
+import pytest
+from _settled import assert_unchanged, stale_netns_file, state_dump
+from helpers import ip_json, ns_exec, run_module
+
+MODULE = "linux_bridge"
+
+
+def bridge(ns, name="br1"):
+    """The bridge as `ip -d link` reads it back, or None."""
+    links = [link for link in ip_json(ns.name, "-d", "link", "show") if link["ifname"] == name]
+    if not links:
+        return None
+    link = links[0]
+    data = link["linkinfo"]["info_data"]
+    ports = sorted(p["ifname"] for p in ip_json(ns.name, "link", "show") if p.get("master") == name)
+    return {
+        "kind": link["linkinfo"]["info_kind"],
+        "mtu": link["mtu"],
+        "stp_state": data["stp_state"],
+        "ageing_time": data["ageing_time"],  # centiseconds, as ip prints it
+        "vlan_filtering": data["vlan_filtering"],
+        "up": "UP" in link["flags"],
+        "ports": ports,
+    }
+
+
+def run(ns, check=False, **args):
+    return run_module(MODULE, dict(args, netns=ns.name), check=check)
+
+
+def vlan_filtering_supported(ns) -> bool:
+    """CONFIG_BRIDGE_VLAN_FILTERING: without it the kernel refuses the attribute (EOPNOTSUPP)."""
+    probe = ns_exec(ns.name, "ip", "link", "add", "vfprobe", "type", "bridge", "vlan_filtering", "1", check=False)
+    if probe.returncode == 0:
+        ns_exec(ns.name, "ip", "link", "del", "vfprobe")
+    return probe.returncode == 0
+
+
+def add_port(ns, name, bridge_name="br1", mtu=None):
+    ns_exec(ns.name, "ip", "link", "add", name, "type", "veth", "peer", "name", name + "p")
+    if mtu:
+        ns_exec(ns.name, "ip", "link", "set", name, "mtu", str(mtu))
+    ns_exec(ns.name, "ip", "link", "set", name, "master", bridge_name)
+
+
+def test_create_check_apply_then_idempotent(ns):
+    args = {"name": "br1", "mtu": 1450, "stp": True, "ageing_time": 120}
+    before = state_dump(ns.name)
+
+    check = run(ns, check=True, **args)
+    assert check["changed"] is True, check
+    assert check["diff"]["before"] == {}
+    assert check["diff"]["after"] == {"name": "br1", "mtu": 1450, "stp": True, "vlan_filtering": False,
+                                      "ageing_time": 120, "ports": [], "up": True}
+    assert_unchanged(before, state_dump(ns.name))
+
+    applied = run(ns, **args)
+    assert applied["changed"] is True, applied
+    assert bridge(ns) == {"kind": "bridge", "mtu": 1450, "stp_state": 1, "ageing_time": 12000,
+                          "vlan_filtering": 0, "up": True, "ports": []}
+    # What check mode predicted is what the kernel now holds.
+    assert applied["bridge"] == check["diff"]["after"]
+
+    again_check = run(ns, check=True, **args)
+    assert again_check["changed"] is False, again_check
+    again = run(ns, **args)
+    assert again["changed"] is False, again
+    assert again["diff"]["before"] == again["diff"]["after"] == applied["bridge"]
+
+
+def test_bare_bridge_gets_kernel_defaults_and_is_up(ns):
+    result = run(ns, name="br1")
+    assert result["changed"] is True
+    assert bridge(ns) == {"kind": "bridge", "mtu": 1500, "stp_state": 0, "ageing_time": 30000,
+                          "vlan_filtering": 0, "up": True, "ports": []}
+    assert result["bridge"]["ageing_time"] == 300
+    assert run(ns, name="br1")["changed"] is False
+
+
+def test_change_in_place_with_check_mode_first(ns):
+    run(ns, name="br1", mtu=1500, stp=False, ageing_time=300)
+    add_port(ns, "tap1")
+    index = ip_json(ns.name, "link", "show", "br1")[0]["ifindex"]
+    before = state_dump(ns.name)
+
+    args = {"name": "br1", "mtu": 9000, "stp": True, "ageing_time": 30}
+    check = run(ns, check=True, **args)
+    assert check["changed"] is True
+    assert check["diff"]["before"]["mtu"] == 1500 and check["diff"]["before"]["stp"] is False
+    assert check["diff"]["after"] == {"name": "br1", "mtu": 9000, "stp": True, "vlan_filtering": False,
+                                      "ageing_time": 30, "ports": ["tap1"], "up": True}
+    assert_unchanged(before, state_dump(ns.name))
+
+    result = run(ns, **args)
+    assert result["changed"] is True
+    got = bridge(ns)
+    assert (got["mtu"], got["stp_state"], got["ageing_time"], got["ports"]) == (9000, 1, 3000, ["tap1"])
+    assert ip_json(ns.name, "link", "show", "br1")[0]["ifindex"] == index, "changed in place, not recreated"
+    assert result["bridge"] == check["diff"]["after"]
+    assert run(ns, **args)["changed"] is False
+
+
+def test_explicit_mtu_sticks_when_a_smaller_port_joins(ns):
+    run(ns, name="br1", mtu=9000)
+    add_port(ns, "tap1", mtu=1500)
+    assert bridge(ns)["mtu"] == 9000
+    assert run(ns, name="br1", mtu=9000)["changed"] is False
+
+
+def test_options_left_out_are_not_managed(ns):
+    run(ns, name="br1", stp=True, ageing_time=10)
+    result = run(ns, name="br1")
+    assert result["changed"] is False
+    assert (result["bridge"]["stp"], result["bridge"]["ageing_time"]) == (True, 10)
+
+
+def test_down_bridge_is_brought_up(ns):
+    run(ns, name="br1")
+    ns_exec(ns.name, "ip", "link", "set", "br1", "down")
+    check = run(ns, check=True, name="br1")
+    assert check["changed"] is True and check["diff"]["before"]["up"] is False and check["diff"]["after"]["up"] is True
+    assert bridge(ns)["up"] is False
+    assert run(ns, name="br1")["changed"] is True
+    assert bridge(ns)["up"] is True
+
+
+def test_ports_are_reported(vxlan):
+    result = run(vxlan, name="br1")
+    assert result["bridge"]["ports"] == ["vxlan0"]
+
+
+def test_absent_releases_ports_and_is_idempotent(ns):
+    run(ns, name="br1")
+    add_port(ns, "tap1")
+    before = state_dump(ns.name)
+
+    check = run(ns, check=True, name="br1", state="absent")
+    assert check["changed"] is True
+    assert check["diff"]["before"]["ports"] == ["tap1"] and check["diff"]["after"] == {}
+    assert_unchanged(before, state_dump(ns.name))
+
+    result = run(ns, name="br1", state="absent")
+    assert result["changed"] is True and result["bridge"] == {}
+    assert bridge(ns) is None
+    tap1 = ip_json(ns.name, "link", "show", "tap1")[0]
+    assert "master" not in tap1, "the port is released, not deleted"
+    assert run(ns, name="br1", state="absent")["changed"] is False
+
+
+def test_vlan_filtering(ns):
+    if vlan_filtering_supported(ns):
+        result = run(ns, name="br1", vlan_filtering=True)
+        assert result["changed"] is True and bridge(ns)["vlan_filtering"] == 1
+        assert run(ns, name="br1", vlan_filtering=True)["changed"] is False
+        run(ns, name="br1", vlan_filtering=False)
+        assert bridge(ns)["vlan_filtering"] == 0
+        return
+    # This kernel lacks CONFIG_BRIDGE_VLAN_FILTERING: a clean refusal, nothing left behind.
+    before = state_dump(ns.name)
+    result = run(ns, name="br1", vlan_filtering=True)
+    assert result.get("failed") is True and result["changed"] is False
+    assert "vlan_filtering" in result["msg"] and "Operation not supported" in result["msg"], result["msg"]
+    assert "Traceback" not in result["_stderr"] and "exception" not in result
+    assert_unchanged(before, state_dump(ns.name))
+    # Asking for the kernel's default (off) works: nothing is sent for it.
+    assert run(ns, name="br1", vlan_filtering=False)["changed"] is True
+    assert run(ns, name="br1", vlan_filtering=False)["changed"] is False
+
+
+def test_refused_change_is_rolled_back(ns):
+    """A kernel refusal half-way undoes what this run had already changed on the bridge."""
+    if vlan_filtering_supported(ns):
+        pytest.skip("needs a kernel that refuses vlan_filtering to provoke a refusal mid-way")
+    run(ns, name="br1", mtu=1500, stp=False, ageing_time=300)
+    before = state_dump(ns.name)
+    result = run(ns, name="br1", mtu=1400, stp=True, ageing_time=20, vlan_filtering=True)
+    assert result.get("failed") is True and result["changed"] is False
+    assert "rolled back 3 earlier change(s)" in result["msg"], result["msg"]
+    assert "ROLLBACK INCOMPLETE" not in result["msg"]
+    assert_unchanged(before, state_dump(ns.name))
+    got = bridge(ns)
+    assert (got["mtu"], got["stp_state"], got["ageing_time"]) == (1500, 0, 30000)
+
+
+def test_existing_non_bridge_is_never_touched(underlay):
+    before = state_dump(underlay.name)
+    for state in ("present", "absent"):
+        result = run(underlay, name="eth0", state=state)
+        assert result.get("failed") is True and result["changed"] is False
+        assert "name='eth0'" in result["msg"] and "veth, not a bridge" in result["msg"], result["msg"]
+        assert_unchanged(before, state_dump(underlay.name))
+
+
+def test_alternative_name_is_not_mistaken_for_the_bridge(ns):
+    run(ns, name="br2")
+    ns_exec(ns.name, "ip", "link", "property", "add", "dev", "br2", "altname", "br1")
+    before = state_dump(ns.name)
+    result = run(ns, name="br1", state="absent")
+    assert result.get("failed") is True and "alternative name of br2" in result["msg"], result["msg"]
+    assert_unchanged(before, state_dump(ns.name))
+
+
+BAD_INPUTS = [
+    ({"name": "br-0123456789abc"}, "name", "br-0123456789abc"),
+    ({"name": "br/1"}, "name", "br/1"),
+    ({"name": "br 1"}, "name", "br 1"),
+    ({"name": ""}, "name", ""),
+    ({"name": "   "}, "name", ""),
+    ({"name": "br1", "mtu": 0}, "mtu", "0"),
+    ({"name": "br1", "mtu": 67}, "mtu", "67"),
+    ({"name": "br1", "mtu": 65536}, "mtu", "65536"),
+    ({"name": "br1", "mtu": "big"}, "mtu", "big"),
+    ({"name": "br1", "ageing_time": -1}, "ageing_time", "-1"),
+    ({"name": "br1", "ageing_time": 1000001}, "ageing_time", "1000001"),
+    ({"name": "br1", "netns": "ovxt-missing-ns"}, "netns", "ovxt-missing-ns"),
+    ({"name": "br1", "netns": "a/b"}, "netns", "a/b"),
+    ({"name": "br1", "netns": ""}, "netns", ""),
+    ({"name": "br1", "state": "gone"}, "state", "gone"),
+]
+
+
+@pytest.mark.parametrize("args,field,value", BAD_INPUTS, ids=["%s=%r" % (f, v) for _a, f, v in BAD_INPUTS])
+def test_bad_input_fails_cleanly(ns, args, field, value):
+    run(ns, name="br9")  # something to leave untouched
+    before = state_dump(ns.name)
+    result = run_module(MODULE, dict({"netns": ns.name}, **args))
+    assert result.get("failed") is True, result
+    assert result.get("changed", False) is False  # Ansible's own argument checks omit the key
+    assert field in result["msg"] and value in result["msg"], result["msg"]
+    assert "Traceback" not in result["_stderr"] and "exception" not in result, result
+    assert_unchanged(before, state_dump(ns.name))
+
+
+def test_netns_file_that_is_not_a_namespace_is_refused():
+    with stale_netns_file() as stale:
+        result = run_module(MODULE, {"netns": stale, "name": "br1"})
+        assert result.get("failed") is True and result["changed"] is False, result
+        assert "netns=%r: cannot be entered" % stale in result["msg"], result["msg"]
+        assert "Traceback" not in result["_stderr"]
