@@ -165,12 +165,19 @@ def read_fdb(sock: nl.NeighSocket, ifindex: int, dev_vni: int, dev_port: int, na
 
 
 def read_neigh(sock: nl.NeighSocket, ifindex: int, nud: int) -> list[NeighEntry]:
-    """Entries of the device whose state includes `nud` (e.g. every permanent entry)."""
+    """Entries of the device whose state includes `nud` (e.g. every permanent entry).
+
+    Multicast/broadcast mappings (ff02::16 -> 33:33:00:00:00:16, NOARP) are skipped: the kernel
+    derives them by itself and recreates them on use, no task can ask for one (group MACs and
+    addresses are refused), so `exact` with nud=noarp must neither see nor purge them.
+    """
     result = []
     for raw in sock.dump(socket.AF_UNSPEC):
         if raw["ifindex"] != ifindex or raw["family"] not in (socket.AF_INET, socket.AF_INET6):
             continue
         if raw["dst"] is None or raw["mac"] is None or not raw["state"] & nud:
+            continue
+        if int(raw["mac"][:2], 16) & 1:
             continue
         result.append(NeighEntry(raw["dst"], raw["mac"]))
     return result

@@ -157,8 +157,12 @@ recreated:
   type: bool
 """
 
+import os
+import socket
+
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.overlay.vxlan.plugins.module_utils import _fastnl as fastnl
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     InputError,
@@ -294,20 +298,56 @@ def link_kwargs(cfg: dict) -> dict:
     return kwargs
 
 
-def create(ipr, cfg: dict, journal: Journal | None = None) -> int:
+def create(ipr, cfg: dict, journal: Journal | None = None, up: bool = True) -> int:
     extra = {}
-    if cfg.get("mtu"):
-        extra["mtu"] = cfg["mtu"]
-    if cfg.get("master_index"):
-        extra["master"] = cfg["master_index"]
+    # index/address only when a rolled-back recreate puts the old device back as it was.
+    for key in ("mtu", "index", "address"):
+        if cfg.get(key):
+            extra[key] = cfg[key]
     ipr.link("add", ifname=cfg["name"], kind="vxlan", **extra, **link_kwargs(cfg))
     index = ipr.link_lookup(ifname=cfg["name"])[0]
     if journal is not None:
         # Recorded before "up": bringing it up can still fail (e.g. EADDRINUSE when another
         # socket holds the UDP port), and then the new device must not be left behind.
         journal.record("create %s" % cfg["name"], lambda: ipr.link("del", index=index))
-    ipr.link("set", index=index, state="up")
+    if up:
+        ipr.link("set", index=index, state="up")
+    # The bridge is joined last: a port joining and leaving is not neutral for the bridge (it
+    # takes its MAC from its ports), so a device refused earlier must never have been a port.
+    if cfg.get("master_index"):
+        ipr.link("set", index=index, master=cfg["master_index"])
     return index
+
+
+def save_tables(netns: str | None, index: int) -> list:
+    """Requests that put back a device's permanent fdb and neighbour entries.
+
+    Deleting the device for a recreate empties its tables; if the new device is then refused,
+    the old one must come back with its entries, not empty.
+    """
+    requests = []
+    with fastnl.NeighSocket(netns) as sock:
+        for raw in sock.dump(fastnl.AF_BRIDGE):
+            if raw["ifindex"] == index and raw["flags"] & fastnl.NTF_SELF and raw["state"] & fastnl.NUD_PERMANENT and raw["dst"] and raw["mac"]:
+                op = "append" if raw["mac"] == v.ZERO_MAC else "replace"
+                requests.append(fastnl.fdb_request(op, index, raw["mac"], raw["dst"], vni=raw["vni"], port=raw["port"], via=raw["via"]))
+        for raw in sock.dump(socket.AF_UNSPEC):
+            if raw["ifindex"] != index or raw["family"] not in (socket.AF_INET, socket.AF_INET6) or not raw["dst"] or not raw["mac"]:
+                continue
+            if raw["state"] & (fastnl.NUD_PERMANENT | fastnl.NUD_NOARP) and not int(raw["mac"][:2], 16) & 1:
+                requests.append(fastnl.neigh_request("replace", index, raw["dst"], raw["mac"], state=raw["state"]))
+    return requests
+
+
+def restore(ipr, netns: str | None, old_cfg: dict, saved: list) -> None:
+    """Undo of a delete: the old device with its ifindex, MAC, bridge, state and entries."""
+    create(ipr, old_cfg, up=old_cfg["up"])
+    if saved:
+        with fastnl.NeighSocket(netns) as sock:
+            failures = sock.apply(saved)
+        if failures:
+            _request, code, text = failures[0]
+            raise OSError(code, "%d of its fdb/neighbour entries not restored: %s" % (len(failures), text or os.strerror(code)))
 
 
 def compare(current: dict, wanted: dict) -> tuple[list[str], list[str]]:
@@ -365,13 +405,15 @@ def manage(module) -> dict:
                 if recreate:
                     if current is not None:
                         old_cfg = dict(current, dev_index=ipr.link_lookup(ifname=current["dev"])[0] if current["dev"] else None,
-                                       master_index=link.get_attr("IFLA_MASTER"))
+                                       master_index=link.get_attr("IFLA_MASTER"), index=link["index"],
+                                       address=link.get_attr("IFLA_ADDRESS"))
+                        saved = save_tables(netns, link["index"])
                         ipr.link("del", index=link["index"])
-                        journal.record("delete %s" % name, lambda: create(ipr, old_cfg))
+                        journal.record("delete %s" % name, lambda: restore(ipr, netns, old_cfg, saved))
                     create(ipr, cfg, journal)
                 else:
                     apply_in_place(ipr, link, current, cfg, in_place, journal)
-            except NetlinkError as exc:
+            except (NetlinkError, OSError) as exc:
                 raise journal.fail("%s %s" % ("recreating" if recreated else "changing" if current else "creating", name), exc) from None
         after = read_link(ipr, get_link(ipr, name)) if changed and not module.check_mode else public(dict(current or {}, **target))
 
@@ -397,6 +439,7 @@ def apply_in_place(ipr, link, current: dict, cfg: dict, fields: list[str], journ
         journal.record("master", lambda: ipr.link("set", index=index, master=old_master))
     if "up" in fields:
         ipr.link("set", index=index, state="up")
+        journal.record("up", lambda: ipr.link("set", index=index, state="down"))
 
 
 def main() -> None:

@@ -1,0 +1,69 @@
+"""Assertions shared by the module tests: a refused task leaves the kernel exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from helpers import run_module, state_dump
+
+MISSING_NETNS = "ovxt-no-such-ns"
+
+
+# Carrier flags follow the kernel's linkwatch, which reports a carrier change up to a second
+# after it happens (a bridge losing its last running port): operational state, not configuration.
+CARRIER_FLAGS = {"LOWER_UP", "NO-CARRIER", "M-DOWN"}
+
+
+def _without_timers(value, key=None):
+    if isinstance(value, dict):
+        return {k: _without_timers(v, k) for k, v in value.items() if not k.endswith("_timer") and k != "tentative"}
+    if isinstance(value, list):
+        return [_without_timers(v) for v in value if not (key == "flags" and v in CARRIER_FLAGS)]
+    return value
+
+
+def stable_dump(ns: str) -> dict:
+    """helpers.state_dump without what changes on its own between two reads of an unchanged
+    kernel: the bridge's running timers (gc_timer, forward_delay_timer...), the `tentative`
+    flag of IPv6 addresses still in duplicate address detection, and carrier flags. fdb and
+    neighbour entries are compared as sets."""
+    dump = _without_timers(state_dump(ns))
+    for table in ("fdb", "neigh"):  # sets: their dump order follows the kernel's hash tables
+        dump[table] = sorted(dump[table], key=lambda entry: json.dumps(entry, sort_keys=True))
+    return dump
+
+
+def differences(before, after, path="") -> list[str]:
+    """Where two dumps differ, as readable paths (for assertion messages)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [d for k in sorted(set(before) | set(after), key=str) for d in differences(before.get(k), after.get(k), "%s.%s" % (path, k))]
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [d for i, (x, y) in enumerate(zip(before, after, strict=True)) for d in differences(x, y, "%s[%d]" % (path, i))]
+    return [] if before == after else ["%s: %r -> %r" % (path, before, after)]
+
+
+def assert_unchanged(ns: str, before: dict) -> None:
+    after = stable_dump(ns)
+    assert after == before, differences(before, after)
+
+
+def assert_refused(ns: str, module: str, args: dict, *fragments: str, check: bool = False) -> dict:
+    """Run `module` with bad `args` in namespace `ns` and prove it failed cleanly.
+
+    failed, every fragment (the field and the offending value) in the message, changed false,
+    no traceback anywhere, the namespace's links/addresses/fdb/neighbours identical, and the
+    missing namespace some cases name not created. (The host's whole namespace list is not
+    compared: other test runs on the machine create and remove theirs concurrently.)
+    """
+    before = stable_dump(ns)
+    result = run_module(module, args, check=check)
+    assert result.get("failed") is True, result
+    assert result.get("changed", False) is False, result
+    for fragment in fragments:
+        assert fragment in result["msg"], (fragment, result["msg"])
+    for text in (result.get("msg", ""), result.get("exception", ""), result["_stderr"]):
+        assert "Traceback" not in text, text
+    assert_unchanged(ns, before)
+    assert not os.path.exists("/run/netns/" + MISSING_NETNS)
+    return result
