@@ -1201,6 +1201,7 @@ class Kernel:
                 continue
         self.events.bind((0, RTMGRP_NEIGH | RTMGRP_LINK))
         self.ipr = IPRoute()
+        self.ipr.link("get", index=1)  # warm pyroute2 up now, not on the first miss
         self.seq = 0
 
     def close(self):
