@@ -73,7 +73,10 @@ def session(netns: str | None = None, field: str = "netns"):
     if netns:
         if not netns_exists(netns):
             raise InputError(field, netns, "network namespace does not exist")
-        ipr = IPRoute(netns=netns_path(netns), flags=0)
+        try:
+            ipr = IPRoute(netns=netns_path(netns), flags=0)
+        except OSError as exc:  # e.g. a stale file under /run/netns that is not a namespace
+            raise InputError(field, netns, "cannot be entered: %s" % (exc.strerror or exc)) from None
     else:
         ipr = IPRoute()
     try:
@@ -90,7 +93,10 @@ def get_link(ipr, name: str):
         if exc.code in ABSENT_ERRNOS:
             return None
         raise
-    return links[0] if links else None
+    if not links:
+        return None
+    # The kernel's lookup by name also matches alternative names; we manage exact names only.
+    return links[0] if links[0].get_attr("IFLA_IFNAME") == name else None
 
 
 def require_link(ipr, field: str, name: str, kind: str | None = None):
@@ -156,7 +162,7 @@ def host_has_address(ipr, ip: str) -> bool:
 
 
 def describe_netlink_error(exc) -> str:
-    code = getattr(exc, "code", 0)
+    code = getattr(exc, "code", 0) or getattr(exc, "errno", 0) or 0
     name = errno.errorcode.get(code, str(code))
     return "%s (%s)" % (os.strerror(code) if code else str(exc), name)
 

@@ -155,9 +155,10 @@ def ifname(field: str, value) -> str:
         raise InputError(field, value, "is %d characters; interface names are at most %d" % (len(text), IFNAMSIZ))
     if text in (".", ".."):
         raise InputError(field, value, "is not a valid interface name")
-    bad = [c for c in text if c in "/:" or c.isspace()]
+    bad = [c for c in text if c in "/:%" or c.isspace()]
     if bad:
-        raise InputError(field, value, "contains %r; interface names cannot contain '/', ':' or whitespace" % bad[0])
+        # '%' too: the kernel would take "tap%d" as a template and create tap0 instead.
+        raise InputError(field, value, "contains %r; interface names cannot contain '/', ':', '%%' or whitespace" % bad[0])
     return text
 
 
