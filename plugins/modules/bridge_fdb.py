@@ -11,7 +11,7 @@ version_added: 0.1.0
 description:
   - Adds, removes or enforces the permanent C(self) forwarding entries of a Linux VXLAN device,
     the entries C(bridge fdb append ... dev vxlan0 dst ...) makes.
-  - Several C(00:00:00:00:00:00) entries with different O(entries[].dst) coexist: that is the
+  - Several C(00:00:00:00:00:00) entries with different O(entries[].dst) coexist; together they are the
     unicast flood list (head-end replication). A unicast MAC points to one VTEP; when it moves,
     its entry is replaced in place.
   - An entry's identity is (mac, dst, vni, port, via) after normalisation, never the MAC alone.

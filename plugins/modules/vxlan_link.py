@@ -38,7 +38,7 @@ options:
     default: 4789
   local:
     description:
-      - Source (VTEP) address. Set it: if the kernel picks another source than the one peers
+      - Source (VTEP) address. Set it, because if the kernel picks another source than the one peers
         were told, their permanent entries drop every frame. It must be an address of the host.
     type: str
   group:
