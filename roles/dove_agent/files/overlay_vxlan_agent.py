@@ -1834,19 +1834,29 @@ def cmd_status(args) -> int:
         metrics_file = config["metrics_file"]
     except ConfigError:
         metrics_file = DEFAULT_CONFIG["metrics_file"]
-    status = {"running": None, "pid": None, "agent_pid": None}
-    if args.pidfile:
-        status["pid"] = _read_pid(args.pidfile)
-        status["agent_pid"] = _read_pid(args.pidfile + ".agent")
-        status["running"] = bool(status["pid"] and status["agent_pid"])
-    try:
-        with open(metrics_file, encoding="utf-8") as handle:
-            status["metrics"] = json.load(handle)
-        if not args.full:
-            status["metrics"]["resolve_latency_us"].pop("recent", None)
-    except (OSError, ValueError):
-        status["metrics"] = None
+    deadline = time.monotonic() + (args.wait or 0)
+    while True:
+        status = {"running": None, "pid": None, "agent_pid": None}
+        if args.pidfile:
+            status["pid"] = _read_pid(args.pidfile)
+            status["agent_pid"] = _read_pid(args.pidfile + ".agent")
+            status["running"] = bool(status["pid"] and status["agent_pid"])
+        try:
+            with open(metrics_file, encoding="utf-8") as handle:
+                status["metrics"] = json.load(handle)
+            if not args.full:
+                status["metrics"]["resolve_latency_us"].pop("recent", None)
+        except (OSError, ValueError):
+            status["metrics"] = None
+        metrics = status["metrics"] or {}
+        synced = (status["running"] is not False and metrics.get("counters", {}).get("resyncs", 0) > 0
+                  and (status["agent_pid"] is None or metrics.get("pid") == status["agent_pid"]))
+        if synced or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
     print(json.dumps(status, indent=2, sort_keys=True))
+    if args.wait and not synced:
+        return 4
     return 0 if status["running"] is not False else 3
 
 
@@ -1892,6 +1902,8 @@ def main(argv=None) -> int:
         cmd.add_argument("--log", default="/var/log/overlay-vxlan-agent.log")
         if name == "status":
             cmd.add_argument("--full", action="store_true", help="include the recent latency samples")
+            cmd.add_argument("--wait", type=float, default=0,
+                             help="wait up to this many seconds for a running, synchronised agent (exit 4 if not)")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
