@@ -105,7 +105,7 @@ def _mac_bytes(mac: str) -> bytes:
 
 
 def _mac_text(raw: bytes) -> str:
-    return ":".join("%02x" % b for b in raw)
+    return raw.hex(":")
 
 
 def _ip_text(raw: bytes) -> str:

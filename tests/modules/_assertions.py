@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import tempfile
+from pathlib import Path
 
-from helpers import run_module, state_dump
+from helpers import COLLECTIONS, PYTHON, module_path, run_module, state_dump
 
 MISSING_NETNS = "ovxt-no-such-ns"
 
@@ -67,3 +70,22 @@ def assert_refused(ns: str, module: str, args: dict, *fragments: str, check: boo
     assert_unchanged(ns, before)
     assert not os.path.exists("/run/netns/" + MISSING_NETNS)
     return result
+
+
+def run_without_pyroute2(module: str, args: dict) -> dict:
+    """Run a module in a Python where `import pyroute2` fails, as on a host without it."""
+    with tempfile.TemporaryDirectory() as shadow:
+        (Path(shadow) / "pyroute2.py").write_text("raise ImportError('No module named pyroute2')\n")
+        proc = subprocess.run([PYTHON, str(module_path(module))], input=json.dumps({"ANSIBLE_MODULE_ARGS": args}),
+                              capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, PYTHONPATH="%s:%s" % (shadow, COLLECTIONS)))
+    result = json.loads(proc.stdout)
+    result["_stderr"] = proc.stderr
+    return result
+
+
+def assert_missing_pyroute2_reported(module: str, args: dict) -> None:
+    result = run_without_pyroute2(module, args)
+    assert result["failed"] is True and not result.get("changed")
+    assert result["msg"].startswith("Failed to import the required Python library (pyroute2)"), result["msg"]
+    assert "Traceback" not in result["msg"] and "Traceback" not in result["_stderr"]

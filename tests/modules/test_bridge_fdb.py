@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from _assertions import MISSING_NETNS, assert_refused, stable_dump
+from _assertions import MISSING_NETNS, assert_missing_pyroute2_reported, assert_refused, stable_dump
 from helpers import Namespace, bridge_json, ns_exec, run_module
 
 from ansible_collections.overlay.vxlan.plugins.module_utils import _fastnl as nl
@@ -389,3 +389,7 @@ def test_execute_does_not_undo_deletes_of_entries_already_gone(limited):
     assert "02:01:00:00:00:03 dst 192.168.1.5" in err.value.msg and "more" not in err.value.msg
     assert "rolled back 2 change(s)" in err.value.msg
     assert fdb(ns) == table  # no ghost entry for MAC_B, mac(1) undone
+
+
+def test_missing_pyroute2_gives_missing_required_lib():
+    assert_missing_pyroute2_reported("bridge_fdb", {"dev": "vxlan0", "entries": []})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from _assertions import MISSING_NETNS, assert_refused, assert_unchanged, stable_dump
+from _assertions import MISSING_NETNS, assert_missing_pyroute2_reported, assert_refused, assert_unchanged, stable_dump
 from helpers import ip_json, ns_exec, run_module
 
 from ansible_collections.overlay.vxlan.plugins.module_utils import _fastnl as nl
@@ -236,3 +236,7 @@ def test_kernel_refusal_mid_batch_rolls_back_everything(vxlan):
     assert "Traceback" not in result["_stderr"]
     assert neigh(ns) == table
     assert_unchanged(ns, before)
+
+
+def test_missing_pyroute2_gives_missing_required_lib():
+    assert_missing_pyroute2_reported("ip_neigh", {"dev": "vxlan0", "entries": []})

@@ -9,7 +9,7 @@ import json
 import socket
 
 import pytest
-from _assertions import MISSING_NETNS, assert_refused, assert_unchanged, stable_dump
+from _assertions import MISSING_NETNS, assert_missing_pyroute2_reported, assert_refused, assert_unchanged, stable_dump
 from helpers import bridge_json, ip_json, ns_exec, run_module
 from pyroute2 import netns as pyroute2_netns
 
@@ -369,3 +369,7 @@ def test_in_place_up_refused_undoes_the_other_changes(bridged, hold_udp_port):
     assert "rolled back 2 earlier change(s)" in result["msg"]
     assert kernel(ns) == old
     assert_unchanged(ns, before)
+
+
+def test_missing_pyroute2_gives_missing_required_lib():
+    assert_missing_pyroute2_reported("vxlan_link", {"name": "vxlan0", "vni": 100})

@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Programming throughput of bridge_fdb and ip_neigh against the iproute2 floor and a task loop.
+
+In a throwaway namespace with an underlay veth and vxlan0, for 100, 1,000 and 10,000 entries:
+
+- module apply: the module process run the way Ansible's module process runs (JSON arguments on
+  stdin, `_ansible_diff` off), on an empty table. "wall" is the whole process (interpreter,
+  imports, Ansible's argument parsing, the work, result serialisation); "own" is the module's own
+  work (validation, one read of the table, diff, the pipelined apply), timed inside the process
+  around the module body;
+- module no-change re-run: the same task again on the converged table (changed=false);
+- iproute2 floor: the same entries through `bridge -n NS -batch` (`fdb replace ... self
+  permanent`, `fdb append` for the flood list) and `ip -n NS -batch` (`neigh replace ... nud
+  permanent`), on an empty table;
+- task loop: `ansible-playbook` with one task per entry (`loop:` over the module, one entry per
+  item), measured with 200 items and with 1, reported per entry as (T200 - T1) / 199.
+
+Each measurement is the fastest of --repeat runs (5), the cost without interference from
+other work on the machine.
+
+Targets (issue 2): apply within 2x of the iproute2 batch at 10,000; a no-change re-run of 10,000
+under 1 s of module time; per entry at least 100x cheaper than the task loop.
+
+    .venv/bin/python benchmarks/modules_bench.py                 # print the table
+    .venv/bin/python benchmarks/modules_bench.py --write-docs    # and record it in docs/benchmarks.md
+    .venv/bin/python benchmarks/modules_bench.py --sizes 100 1000 --loop 0   # quick, no task loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Programming throughput (modules)"
+
+sys.path.insert(0, str(ROOT / ".collections"))
+from pyroute2 import IPRoute  # noqa: E402
+from pyroute2 import netns as pyroute2_netns  # noqa: E402
+
+# Runs a module file as Ansible's module process does, and reports the time spent in the
+# module's body (everything between AnsibleModule's argument parsing and exit_json).
+RUNNER = r"""
+import runpy, sys, time
+from ansible_collections.overlay.vxlan.plugins.module_utils import _netlink
+_original = _netlink.run_module
+def run_module(module, body):
+    def timed():
+        start = time.perf_counter()
+        try:
+            return body()
+        finally:
+            sys.stderr.write("OVX_MODULE_TIME %.6f\n" % (time.perf_counter() - start))
+    return _original(module, timed)
+_netlink.run_module = run_module
+path = sys.argv[1]
+sys.argv = [path]
+runpy.run_path(path, run_name="__main__")
+"""
+
+PLAYBOOK = """\
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: One entry per task
+      overlay.vxlan.{module}:
+        netns: "{{{{ bench_netns }}}}"
+        dev: vxlan0
+        entries: ["{{{{ item }}}}"]
+      loop: "{{{{ bench_entries }}}}"
+"""
+
+
+class Bed:
+    """A namespace with eth0 (veth, 10.255.0.1/16) and vxlan0 (VNI 100, port 4789) on it."""
+
+    def __init__(self):
+        self.name = "ovxb-%s" % uuid.uuid4().hex[:8]
+        pyroute2_netns.create(self.name)
+        with IPRoute(netns=self.name, flags=0) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            ipr.link("add", ifname="eth0", kind="veth", peer="eth0-peer")
+            eth0 = ipr.link_lookup(ifname="eth0")[0]
+            ipr.addr("add", index=eth0, address="10.255.0.1", prefixlen=16)
+            ipr.link("set", index=eth0, state="up")
+            ipr.link("set", index=ipr.link_lookup(ifname="eth0-peer")[0], state="up")
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh vxlan0: empty fdb and neighbour tables."""
+        with IPRoute(netns=self.name, flags=0) as ipr:
+            for index in ipr.link_lookup(ifname="vxlan0"):
+                ipr.link("del", index=index)
+            eth0 = ipr.link_lookup(ifname="eth0")[0]
+            ipr.link("add", ifname="vxlan0", kind="vxlan", vxlan_id=100, vxlan_port=4789, vxlan_link=eth0,
+                     vxlan_local="10.255.0.1", vxlan_learning=0, vxlan_proxy=1)
+            ipr.link("set", index=ipr.link_lookup(ifname="vxlan0")[0], state="up")
+
+    def count(self, module: str) -> int:
+        if module == "bridge_fdb":
+            out = subprocess.run(["bridge", "-n", self.name, "fdb", "show", "dev", "vxlan0"], capture_output=True, text=True, check=True).stdout
+            return sum(1 for line in out.splitlines() if " dst " in line and "permanent" in line)
+        out = subprocess.run(["ip", "-n", self.name, "neigh", "show", "dev", "vxlan0", "nud", "permanent"],
+                             capture_output=True, text=True, check=True).stdout
+        return len(out.splitlines())
+
+    def remove(self) -> None:
+        pyroute2_netns.remove(self.name)
+
+
+def fdb_entries(count: int) -> list[dict]:
+    """A static mesh: 16 flood-list entries, the rest unicast MACs spread over 250 VTEPs."""
+    flood = min(16, count)
+    entries = [{"mac": "00:00:00:00:00:00", "dst": "10.1.0.%d" % (i + 1)} for i in range(flood)]
+    for i in range(count - flood):
+        entries.append({"mac": "02:00:%02x:%02x:%02x:%02x" % (i >> 24 & 255, i >> 16 & 255, i >> 8 & 255, i & 255),
+                        "dst": "10.1.1.%d" % (i % 250 + 1)})
+    return entries
+
+
+def neigh_entries(count: int) -> list[dict]:
+    return [{"ip": "100.64.%d.%d" % (i >> 8 & 255, i & 255), "lladdr": "02:00:64:%02x:%02x:%02x" % (i >> 16 & 255, i >> 8 & 255, i & 255)}
+            for i in range(1, count + 1)]
+
+
+def batch_lines(module: str, entries: list[dict]) -> str:
+    if module == "bridge_fdb":
+        return "".join("fdb %s %s dev vxlan0 dst %s self permanent\n" % ("append" if e["mac"] == "00:00:00:00:00:00" else "replace", e["mac"], e["dst"])
+                       for e in entries)
+    return "".join("neigh replace %s lladdr %s dev vxlan0 nud permanent\n" % (e["ip"], e["lladdr"]) for e in entries)
+
+
+def run_module(bed: Bed, module: str, entries: list[dict]) -> tuple[float, float, dict]:
+    """(process wall seconds, module-body seconds, result) of one module run."""
+    payload = json.dumps({"ANSIBLE_MODULE_ARGS": {"netns": bed.name, "dev": "vxlan0", "entries": entries, "state": "exact",
+                                                  "_ansible_check_mode": False, "_ansible_diff": False}})
+    env = dict(os.environ, PYTHONPATH=str(ROOT / ".collections"))
+    start = time.perf_counter()
+    proc = subprocess.run([PYTHON, "-c", RUNNER, str(ROOT / "plugins" / "modules" / ("%s.py" % module))],
+                          input=payload, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - start
+    result = json.loads(proc.stdout)
+    if result.get("failed"):
+        raise SystemExit("%s failed: %s" % (module, result.get("msg")))
+    own = float(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("OVX_MODULE_TIME")))
+    return wall, own, result
+
+
+def run_batch(bed: Bed, module: str, entries: list[dict]) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".batch", delete=False) as handle:
+        handle.write(batch_lines(module, entries))
+    tool = "bridge" if module == "bridge_fdb" else "ip"
+    try:
+        start = time.perf_counter()
+        subprocess.run([tool, "-n", bed.name, "-batch", handle.name], check=True)
+        return time.perf_counter() - start
+    finally:
+        os.unlink(handle.name)
+
+
+def run_loop(bed: Bed, module: str, entries: list[dict]) -> float:
+    """Wall seconds of an ansible-playbook run looping one task per entry."""
+    with tempfile.TemporaryDirectory() as tmp:
+        playbook = Path(tmp) / "loop.yml"
+        playbook.write_text(PLAYBOOK.format(module=module))
+        extra = Path(tmp) / "vars.json"
+        extra.write_text(json.dumps({"bench_netns": bed.name, "bench_entries": entries}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+        start = time.perf_counter()
+        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                               "-e", "ansible_python_interpreter=%s" % PYTHON, "-e", "@%s" % extra, str(playbook)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit("task loop failed:\n%s" % proc.stdout[-3000:])
+    return elapsed
+
+
+def best_of(repeat: int, measure, *args) -> float | tuple:
+    """The fastest of `repeat` runs: the cost without interference from whatever else the
+    machine is doing (the same rule for the modules and for iproute2)."""
+    return min((measure(*args) for _ in range(repeat)), key=lambda sample: sample[0] if isinstance(sample, tuple) else sample)
+
+
+def measure_apply(bed: Bed, module: str, entries: list[dict]) -> tuple[float, float]:
+    bed.reset()
+    wall, own, result = run_module(bed, module, entries)
+    assert result["changed"] and bed.count(module) == len(entries), (result.get("msg"), bed.count(module))
+    return wall, own
+
+
+def measure_rerun(bed: Bed, module: str, entries: list[dict]) -> tuple[float, float]:
+    wall, own, result = run_module(bed, module, entries)
+    assert result["changed"] is False and bed.count(module) == len(entries)
+    return wall, own
+
+
+def measure_batch(bed: Bed, module: str, entries: list[dict]) -> float:
+    bed.reset()
+    elapsed = run_batch(bed, module, entries)
+    assert bed.count(module) == len(entries)
+    return elapsed
+
+
+def bench(module: str, sizes: list[int], repeat: int, loop_size: int) -> dict:
+    make = fdb_entries if module == "bridge_fdb" else neigh_entries
+    bed = Bed()
+    rows = []
+    try:
+        for size in sizes:
+            entries = make(size)
+            apply_wall, apply_own = best_of(repeat, measure_apply, bed, module, entries)
+            rerun_wall, rerun_own = best_of(repeat, measure_rerun, bed, module, entries)
+            batch_time = best_of(repeat, measure_batch, bed, module, entries)
+            rows.append({"entries": size, "apply_wall": apply_wall, "apply_own": apply_own, "rerun_wall": rerun_wall,
+                         "rerun_own": rerun_own, "batch": batch_time})
+            print("  %-10s %6d entries: apply %.3f s (own %.3f), re-run %.3f s (own %.3f), iproute2 batch %.3f s"
+                  % (module, size, apply_wall, apply_own, rerun_wall, rerun_own, batch_time), file=sys.stderr)
+        loop = None
+        if loop_size:
+            entries = make(loop_size)
+            bed.reset()
+            many = run_loop(bed, module, entries)
+            bed.reset()
+            one = run_loop(bed, module, entries[:1])
+            loop = {"items": loop_size, "total": many, "per_entry": (many - one) / (loop_size - 1)}
+            print("  %-10s task loop: %d tasks %.1f s, one task %.1f s -> %.1f ms per entry"
+                  % (module, loop_size, many, one, loop["per_entry"] * 1000), file=sys.stderr)
+    finally:
+        bed.remove()
+    return {"module": module, "rows": rows, "loop": loop}
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def report(results: list[dict]) -> str:
+    lines = []
+    for res in results:
+        module, tool = res["module"], ("bridge -batch" if res["module"] == "bridge_fdb" else "ip -batch")
+        lines += ["", "### %s" % module, "",
+                  "| entries | apply: process wall | apply: module's own | no-change re-run: wall | re-run: own | %s "
+                  "| apply own / batch | apply wall / batch |" % tool,
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in res["rows"]:
+            lines.append("| %d | %.3f s | %.3f s | %.3f s | %.3f s | %.3f s | %.2fx | %.2fx |" % (
+                row["entries"], row["apply_wall"], row["apply_own"], row["rerun_wall"], row["rerun_own"], row["batch"],
+                row["apply_own"] / row["batch"], row["apply_wall"] / row["batch"]))
+        largest = max(res["rows"], key=lambda row: row["entries"])
+        lines += ["", "Targets at %d entries:" % largest["entries"], ""]
+        ratio_own, ratio_wall = largest["apply_own"] / largest["batch"], largest["apply_wall"] / largest["batch"]
+        lines.append("- apply within 2x of `%s`: module's own time %.2fx (%s); whole module process %.2fx (%s)"
+                     % (tool, ratio_own, verdict(ratio_own <= 2), ratio_wall, verdict(ratio_wall <= 2)))
+        lines.append("- no-change re-run under 1 s: module's own time %.3f s (%s); whole module process %.3f s (%s)"
+                     % (largest["rerun_own"], verdict(largest["rerun_own"] < 1), largest["rerun_wall"], verdict(largest["rerun_wall"] < 1)))
+        if res["loop"]:
+            per_entry = largest["apply_wall"] / largest["entries"]
+            speedup = res["loop"]["per_entry"] / per_entry
+            lines.append("- per entry at least 100x cheaper than a task loop: one task per entry costs %.1f ms (%d-item loop: %.1f s); "
+                         "the module costs %.3f ms per entry (whole process, %d entries): %.0fx (%s)"
+                         % (res["loop"]["per_entry"] * 1000, res["loop"]["items"], res["loop"]["total"], per_entry * 1000,
+                            largest["entries"], speedup, verdict(speedup >= 100)))
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    return "%s, %d CPUs, kernel %s, Python %s, %s" % (cpu, os.cpu_count(), platform.release(), platform.python_version(),
+                                                       datetime.date.today().isoformat())
+
+
+def write_docs(body: str) -> None:
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    section = SECTION + "\n\n" + body.strip() + "\n"
+    if SECTION in text:
+        start = text.index(SECTION)
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + ("\n" + text[end + 1:] if end != -1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    DOCS.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--repeat", type=int, default=5, help="runs per measurement; the fastest is reported")
+    parser.add_argument("--loop", type=int, default=200, help="items in the task-loop measurement (0: skip it)")
+    parser.add_argument("--modules", nargs="+", default=["bridge_fdb", "ip_neigh"], choices=["bridge_fdb", "ip_neigh"])
+    parser.add_argument("--write-docs", action="store_true", help="replace the section %r of docs/benchmarks.md" % SECTION)
+    opts = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (network namespaces)")
+    # SIGTERM too unwinds through the `finally` that removes the namespace.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+    results = [bench(module, opts.sizes, opts.repeat, opts.loop) for module in opts.modules]
+    intro = ("Measured by `benchmarks/modules_bench.py` on %s. Fastest of %d runs; `state: exact`, no diff, "
+             "in a throwaway namespace. \"Process wall\" is the module process as Ansible runs it (interpreter start, imports, "
+             "Ansible's argument parsing, the work, result serialisation); \"module's own\" is the time inside the module body "
+             "(validation of every entry, one read of the table, the in-memory diff, the pipelined netlink apply)."
+             % (machine(), opts.repeat))
+    body = intro + "\n" + report(results)
+    print(body)
+    if opts.write_docs:
+        write_docs(body)
+        print("written to %s" % DOCS.relative_to(ROOT), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
