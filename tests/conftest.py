@@ -9,7 +9,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".collections"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+pytest.register_assert_rewrite("lab_fixtures")
+
 from helpers import Namespace  # noqa: E402
+from lab_fixtures import lab, lab_factory  # noqa: E402,F401  (fixtures shared by the lab tests)
 
 
 @pytest.fixture
