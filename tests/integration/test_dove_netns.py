@@ -215,9 +215,9 @@ class DoveNet:
 
     def __init__(self, tmp: Path, backend="file", hosts=3, vms_per_host=1, lease_ttl=10, controller=None):
         if pyroute2_netns is None:
-            pytest.skip("pyroute2 is required")
+            pytest.fail("pyroute2 is required (scripts/setup.sh installs it)")
         if os.geteuid() != 0:
-            pytest.skip("needs root (network namespaces)")
+            pytest.fail("needs root (network namespaces)")
         self.tag = uuid.uuid4().hex[:6]
         self.tmp = Path(tmp)
         self.backend = backend
@@ -307,7 +307,7 @@ class DoveNet:
     # --- etcd
     def start_etcd(self, fresh=True):
         if ETCD is None:
-            pytest.skip("etcd is not installed (apt-get install etcd-server)")
+            pytest.fail("etcd is not installed: scripts/setup.sh installs etcd-server")
         if fresh and self.etcd_dir.exists():
             shutil.rmtree(self.etcd_dir)
         log = open(self.tmp / "etcd.log", "ab")
