@@ -40,6 +40,7 @@ NLMSG_DONE = 3
 
 NLM_F_REQUEST = 0x1
 NLM_F_MULTI = 0x2
+NLM_F_DUMP_INTR = 0x10
 NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
 NLM_F_REPLACE = 0x100
@@ -89,6 +90,7 @@ _HDR_LEN = _NLMSGHDR.size + _NDMSG.size
 # buffer, and its answers (at most one error per request, a few hundred bytes with the kernel's
 # extended-ACK text) fit the 8 MiB receive buffer, so nothing is dropped with ENOBUFS.
 WINDOW = 1024
+DUMP_ATTEMPTS = 3
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -206,18 +208,31 @@ class NeighSocket:
             offset += (length + 3) & ~3
 
     def dump(self, family: int) -> list[dict]:
-        """Every neighbour entry of `family` (AF_BRIDGE for fdb) as plain dicts."""
+        """Every neighbour entry of `family` (AF_BRIDGE for fdb) as plain dicts.
+
+        A dump the kernel flags NLM_F_DUMP_INTR (the table changed while it was being read,
+        e.g. the kernel learned an entry) may be inconsistent; it is read again.
+        """
+        for _attempt in range(DUMP_ATTEMPTS - 1):
+            entries, interrupted = self._dump_once(family)
+            if not interrupted:
+                return entries
+        return self._dump_once(family)[0]
+
+    def _dump_once(self, family: int) -> tuple[list[dict], bool]:
         self.seq += 1
         seq = self.seq
         body = _NDMSG.pack(family, 0, 0, 0, 0)
         self.sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
         entries = []
+        interrupted = False
         while True:
-            for msg_type, _flags, msg_seq, payload in self._messages():
+            for msg_type, flags, msg_seq, payload in self._messages():
                 if msg_seq != seq:
                     continue
+                interrupted = interrupted or bool(flags & NLM_F_DUMP_INTR)
                 if msg_type == NLMSG_DONE:
-                    return entries
+                    return entries, interrupted
                 if msg_type == NLMSG_ERROR:
                     code = -struct.unpack_from("=i", payload)[0]
                     if code:
