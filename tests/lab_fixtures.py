@@ -118,6 +118,29 @@ def write_inventory(path: Path, lab_name: str, hosts: int | dict[str, str], pref
     return path
 
 
+def inventory_hosts(inventory: Path, group: str = "lab") -> dict[str, str]:
+    """{host: vxlan_underlay_ip} of a group of an existing inventory (ansible-inventory --list)."""
+    proc = _run([str(BIN / "ansible-inventory"), "-i", inventory, "--list"])
+    if proc.returncode != 0:
+        raise AssertionError("ansible-inventory failed: %s" % proc.stderr)
+    data = json.loads(proc.stdout)
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+
+    def members(name):
+        entry = data.get(name, {})
+        found = list(entry.get("hosts", []))
+        for child in entry.get("children", []):
+            found += members(child)
+        return found
+
+    return {host: hostvars[host]["vxlan_underlay_ip"] for host in sorted(set(members(group)))}
+
+
+def underlay_mac(ip: str) -> str:
+    """The MAC the lab gives an IPv4 underlay address (02:fa + the address)."""
+    return "02:fa:" + ":".join("%02x" % int(octet) for octet in ip.split("."))
+
+
 # --- a lab --------------------------------------------------------------------------------------
 
 class Lab:

@@ -78,6 +78,19 @@ options:
     description: Seconds between SIGTERM and SIGKILL for processes left in a removed host.
     type: float
     default: 2.0
+  static_neighbours:
+    description:
+      - Give every host permanent neighbour (ARP/NDP) entries for the other hosts' underlay
+        addresses, and every underlay device a MAC derived from its address
+        (C(192.168.1.2) -> C(02:fa:c0:a8:01:02)).
+      - The kernel's neighbour table is shared by all network namespaces of the machine and by
+        default holds 1024 dynamic entries (C(gc_thresh3)); a large lab's ping matrix (or other
+        work on the machine) can fill it, and then ARP fails everywhere. Permanent entries do not
+        count against that limit, so the lab's underlay keeps working.
+      - With C(false), the underlay resolves addresses with ARP like a real segment, and the MACs
+        are random.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -96,6 +109,8 @@ notes:
   - Links and addresses are managed with pyroute2; the namespaces are made by C(unshare) because
     pinning a mount namespace needs a forked helper.
   - Changes to labs are serialised with a lock on C(/run/overlay-lab).
+  - Adding or removing a host also updates the other hosts' permanent neighbour entries
+    (O(static_neighbours)); they appear under RV(repaired) with C(underlay neighbours).
 seealso:
   - plugin: overlay.vxlan.lab
     plugin_type: connection
@@ -168,7 +183,7 @@ repaired:
   description: Existing hosts that were brought back to the wanted state, with what was fixed.
   returned: success
   type: dict
-  sample: {h2: [underlay address, hostname]}
+  sample: {h2: [underlay address, hostname], h3: [underlay neighbours]}
 killed:
   description: PIDs of processes stopped because they ran in a removed host or lab.
   returned: success
@@ -177,6 +192,7 @@ killed:
 """
 
 import hashlib
+import ipaddress
 import os
 from contextlib import contextmanager
 
@@ -220,6 +236,7 @@ def validate(params: dict) -> dict:
         "state": params["state"],
         "exact": params["exact"],
         "kill_timeout": params["kill_timeout"],
+        "static_neighbours": params["static_neighbours"],
         "whole_lab": params["state"] == "absent" and params["hosts"] is None,
         "hosts": {},
     }
@@ -252,6 +269,41 @@ def port_name(host: str) -> str:
 
 def cidr(wanted: dict, host: str) -> str:
     return "%s/%d" % (wanted["hosts"][host], wanted["prefix"])
+
+
+def underlay_mac(ip: str) -> str:
+    """A fixed, locally administered MAC for an underlay address: 02:fa + the IPv4 address, or
+    02:fb + a hash of the IPv6 address (VM MACs derived from VM addresses start 02:00)."""
+    addr = ipaddress.ip_address(ip)
+    raw = addr.packed if addr.version == 4 else hashlib.sha1(addr.packed).digest()[:4]
+    return ":".join("%02x" % b for b in (b"\x02\xfa" if addr.version == 4 else b"\x02\xfb") + raw)
+
+
+NUD_PERMANENT = 0x80
+
+
+def final_hosts(wanted: dict, state: dict, plan: dict) -> dict[str, str]:
+    """Every host of the lab after this run -> its underlay address (kept hosts: as read)."""
+    hosts = {}
+    for host, entry in state["hosts"].items():
+        if host in plan["remove"] or host in wanted["hosts"] or not entry.get("dev"):
+            continue
+        if entry["dev"]["addresses"]:
+            hosts[host] = entry["dev"]["addresses"][0].split("/")[0]
+    hosts.update(wanted["hosts"])
+    return hosts
+
+
+def wanted_neighbours(wanted: dict, everyone: dict[str, str], host: str) -> dict[str, str]:
+    return {ip: underlay_mac(ip) for peer, ip in everyone.items() if peer != host}
+
+
+def neighbours_differ(wanted: dict, current: dict, everyone: dict[str, str], host: str) -> bool:
+    """With static_neighbours, the host's permanent underlay entries must be exactly its peers'.
+    Without, they are left alone."""
+    if not wanted["static_neighbours"] or not current.get("dev"):
+        return False
+    return current["dev"]["neighbours"] != wanted_neighbours(wanted, everyone, host)
 
 
 # --- reading the machine ------------------------------------------------------------------------
@@ -300,9 +352,21 @@ def read_host(wanted: dict, host: str) -> dict:
         state = {"dev": None, "lo_up": bool(loopback is not None and link_is_up(loopback))}
         if dev is not None:
             state["dev"] = _link_summary(dev)
+            state["dev"]["mac"] = dev.get_attr("IFLA_ADDRESS")
             state["dev"]["addresses"] = addresses_of(ipr, dev["index"])
+            state["dev"]["neighbours"] = permanent_neighbours(ipr, dev["index"])
     state["hostname"] = lab.get_hostname(pins["uts"])
     return state
+
+
+def permanent_neighbours(ipr, index: int) -> dict[str, str]:
+    """Permanent neighbour entries of one device: address -> MAC."""
+    entries = {}
+    for family in (2, 10):
+        for msg in ipr.neigh("dump", family=family, ifindex=index):
+            if msg["ifindex"] == index and msg["state"] & NUD_PERMANENT and msg.get_attr("NDA_LLADDR"):
+                entries[msg.get_attr("NDA_DST")] = msg.get_attr("NDA_LLADDR").lower()
+    return entries
 
 
 def read_lab(wanted: dict) -> dict:
@@ -336,7 +400,7 @@ def read_lab(wanted: dict) -> dict:
 
 # --- comparing ----------------------------------------------------------------------------------
 
-def host_repairs(wanted: dict, state: dict, host: str) -> list[str] | None:
+def host_repairs(wanted: dict, state: dict, host: str, everyone: dict[str, str]) -> list[str] | None:
     """What to fix on an existing, pinned host; None if its veth pair must be made again."""
     current = state["hosts"][host]
     fabric = state["fabric"]
@@ -347,8 +411,11 @@ def host_repairs(wanted: dict, state: dict, host: str) -> list[str] | None:
     fixes = []
     if dev["addresses"] != [cidr(wanted, host)]:
         fixes.append("underlay address")
-    if not dev["up"] or dev["mtu"] != wanted["mtu"]:
+    if not dev["up"] or dev["mtu"] != wanted["mtu"] or \
+            (wanted["static_neighbours"] and dev["mac"] != underlay_mac(wanted["hosts"][host])):
         fixes.append("underlay device")
+    if neighbours_differ(wanted, current, everyone, host):
+        fixes.append("underlay neighbours")
     if not current["lo_up"]:
         fixes.append("loopback")
     bridge = fabric["bridge"]
@@ -373,6 +440,8 @@ def plan_present(wanted: dict, state: dict) -> dict:
             plan["bridge"].append("up")
         if bridge["mcast_snooping"] != 0:
             plan["bridge"].append("multicast snooping off")
+    if wanted["exact"]:
+        plan["remove"].extend(host for host in state["hosts"] if host not in wanted["hosts"])
     for host in wanted["hosts"]:
         current = state["hosts"].get(host)
         if current is None:
@@ -380,14 +449,31 @@ def plan_present(wanted: dict, state: dict) -> dict:
         elif not current["pinned"]:
             plan["remove"].append(host)
             plan["create"].append(host)
-        else:
-            fixes = host_repairs(wanted, state, host)
+    plan["everyone"] = everyone = final_hosts(wanted, state, plan)
+    for host, current in state["hosts"].items():
+        if host in plan["remove"] or not current["pinned"]:
+            continue
+        if host in wanted["hosts"]:
+            fixes = host_repairs(wanted, state, host, everyone)
             if fixes is None:
                 plan["replug"].append(host)
             elif fixes:
                 plan["repair"][host] = fixes
-    if wanted["exact"]:
-        plan["remove"].extend(host for host in state["hosts"] if host not in wanted["hosts"])
+        elif neighbours_differ(wanted, current, everyone, host):
+            plan["repair"][host] = ["underlay neighbours"]  # a kept host that is not listed
+    return plan
+
+
+def plan_absent(wanted: dict, state: dict) -> dict:
+    """Remove the listed hosts; the others forget them (their permanent neighbour entries)."""
+    plan = {"mount": False, "private": False, "fabric": False, "bridge": [], "create": [], "replug": [],
+            "repair": {}, "remove": [host for host in wanted["hosts"] if host in state["hosts"]]}
+    plan["everyone"] = everyone = {
+        host: entry["dev"]["addresses"][0].split("/")[0] for host, entry in state["hosts"].items()
+        if host not in plan["remove"] and entry.get("dev") and entry["dev"]["addresses"]}
+    for host in everyone:
+        if neighbours_differ(wanted, state["hosts"][host], everyone, host):
+            plan["repair"][host] = ["underlay neighbours"]
     return plan
 
 
@@ -462,7 +548,7 @@ def remove_hosts(wanted: dict, hosts: list[str], table: dict) -> list[int]:
     return killed
 
 
-def plug(wanted: dict, fabric, bridge: int, host: str, fresh: bool) -> None:
+def plug(wanted: dict, fabric, bridge: int, host: str, fresh: bool, everyone: dict[str, str]) -> None:
     """Make the host's veth pair in the fabric (session `fabric`), its peer created straight
     inside the host; `fresh`: the host's namespaces were just made, so nothing is left over."""
     pins = lab.host_pins(wanted["lab"], host)
@@ -477,15 +563,20 @@ def plug(wanted: dict, fabric, bridge: int, host: str, fresh: bool) -> None:
         _ignore_absent(fabric.link, "del", index=leftover["index"])
     fd = os.open(pins["net"], os.O_RDONLY)
     try:
-        fabric.link("add", ifname=port, kind="veth", mtu=wanted["mtu"],
-                    peer={"ifname": wanted["dev"], "net_ns_fd": fd, "mtu": wanted["mtu"]})
+        peer = {"ifname": wanted["dev"], "net_ns_fd": fd, "mtu": wanted["mtu"]}
+        if wanted["static_neighbours"]:
+            peer["address"] = underlay_mac(wanted["hosts"][host])
+        fabric.link("add", ifname=port, kind="veth", mtu=wanted["mtu"], peer=peer)
     finally:
         os.close(fd)
     fabric.link("set", index=get_link(fabric, port)["index"], master=bridge, ifalias=host, state="up")
-    configure_host(wanted, host, ["underlay address", "underlay device", "loopback"])
+    fixes = ["underlay address", "underlay device", "loopback"]
+    if wanted["static_neighbours"]:
+        fixes.append("underlay neighbours")
+    configure_host(wanted, host, fixes, everyone)
 
 
-def configure_host(wanted: dict, host: str, fixes: list[str]) -> None:
+def configure_host(wanted: dict, host: str, fixes: list[str], everyone: dict[str, str]) -> None:
     pins = lab.host_pins(wanted["lab"], host)
     with ns_session(pins["net"]) as ipr:
         dev = get_link(ipr, wanted["dev"])
@@ -499,7 +590,18 @@ def configure_host(wanted: dict, host: str, fixes: list[str]) -> None:
             if want not in addresses_of(ipr, index):
                 ipr.addr("add", index=index, address=wanted["hosts"][host], prefixlen=wanted["prefix"])
         if "underlay device" in fixes:
+            if wanted["static_neighbours"]:
+                ipr.link("set", index=index, address=underlay_mac(wanted["hosts"][host]))
             ipr.link("set", index=index, mtu=wanted["mtu"], state="up")
+        if "underlay neighbours" in fixes:
+            want = wanted_neighbours(wanted, everyone, host)
+            have = permanent_neighbours(ipr, index)
+            for ip in have:
+                if ip not in want:
+                    _ignore_absent(ipr.neigh, "del", ifindex=index, dst=ip)
+            for ip, mac in want.items():
+                if have.get(ip) != mac:
+                    ipr.neigh("replace", ifindex=index, dst=ip, lladdr=mac, state=NUD_PERMANENT)
         if "loopback" in fixes:
             ipr.link("set", index=get_link(ipr, "lo")["index"], state="up")
     if "fabric port" in fixes:
@@ -531,9 +633,9 @@ def apply_present(wanted: dict, state: dict, plan: dict) -> list[int]:
             with ns_session(lab.fabric_pin(name)) as fabric:
                 bridge = get_link(fabric, wanted["bridge"])["index"]
                 for host in created + plan["replug"]:
-                    plug(wanted, fabric, bridge, host, fresh=host in created)
+                    plug(wanted, fabric, bridge, host, host in created, plan["everyone"])
         for host, fixes in plan["repair"].items():
-            configure_host(wanted, host, fixes)
+            configure_host(wanted, host, fixes, plan["everyone"])
     except (NetlinkError, OSError, lab.LabError) as exc:
         # Leave no half-made host behind: what this run created goes again.
         undo = ""
@@ -577,8 +679,7 @@ def manage(module) -> dict:
                 result["killed"] = destroy(wanted, state)
         else:
             if wanted["state"] == "absent":
-                plan = {"mount": False, "private": False, "fabric": False, "bridge": [], "create": [],
-                        "replug": [], "repair": {}, "remove": [h for h in wanted["hosts"] if h in state["hosts"]]}
+                plan = plan_absent(wanted, state)
                 before, after = describe(wanted, state, plan)
                 after["hosts"] = {h: a for h, a in after["hosts"].items() if h not in wanted["hosts"]}
                 after["exists"] = state["exists"]
@@ -594,6 +695,8 @@ def manage(module) -> dict:
             if result["changed"] and not module.check_mode:
                 if wanted["state"] == "absent":
                     result["killed"] = remove_hosts(wanted, plan["remove"], state["table"])
+                    for host, fixes in plan["repair"].items():
+                        configure_host(wanted, host, fixes, plan["everyone"])
                 else:
                     result["killed"] = apply_present(wanted, state, plan)
     result["lab"] = lab_result(wanted, after)
@@ -617,6 +720,7 @@ def main() -> None:
             state=dict(type="str", default="present", choices=["present", "absent"]),
             exact=dict(type="bool", default=False),
             kill_timeout=dict(type="float", default=2.0),
+            static_neighbours=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )

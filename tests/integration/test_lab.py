@@ -23,10 +23,12 @@ from lab_fixtures import (  # noqa: E402
     DESTROY_PLAYBOOK,
     LAB_PLAYBOOK,
     Lab,
+    inventory_hosts,
     pid_alive,
     recap,
     root_netns_snapshot,
     running_lab,
+    underlay_mac,
     unique_lab_name,
     write_inventory,
 )
@@ -39,8 +41,6 @@ pytestmark = pytest.mark.skipif(
     reason="the lab needs root, unshare and nsenter",
 )
 
-SOURCE_HOSTS = {"h1": "192.168.1.2", "h2": "192.168.1.3", "h3": "192.168.1.4"}
-
 
 def _changed(proc) -> int:
     return recap(proc.stdout)["localhost"]["changed"]
@@ -50,18 +50,28 @@ def _link(lab: Lab, host: str, dev: str) -> dict:
     return json.loads(lab.enter(host, "ip", "-j", "addr", "show", "dev", dev).stdout)[0]
 
 
+def _permanent_neighbours(lab: Lab, host: str) -> dict:
+    entries = json.loads(lab.enter(host, "ip", "-j", "neigh", "show", "dev", "eth0", "nud", "permanent").stdout or "[]")
+    return {entry["dst"]: entry["lladdr"] for entry in entries}
+
+
 def test_create_from_the_lab_inventory_is_idempotent_and_hosts_are_isolated(lab_factory):
-    lab = lab_factory(SOURCE_HOSTS, inventory=DEFAULT_INVENTORY, create=False)
+    hosts = inventory_hosts(DEFAULT_INVENTORY)  # h1 h2 h3 (and ctl, DOVE's controller)
+    assert {"h1", "h2", "h3"} <= set(hosts)
+    lab = lab_factory(hosts, inventory=DEFAULT_INVENTORY, create=False)
     assert _changed(lab.create()) == 1
     assert _changed(lab.create()) == 0
 
-    for host, ip in SOURCE_HOSTS.items():
+    for host, ip in hosts.items():
         # its own hostname, its own underlay address on eth0 (up), lo up
         assert lab.enter(host, "hostname").stdout.strip() == host
         eth0 = _link(lab, host, "eth0")
         assert "UP" in eth0["flags"] and eth0["mtu"] == 1500
         assert [(a["local"], a["prefixlen"]) for a in eth0["addr_info"] if a["family"] == "inet"] == [(ip, 24)]
         assert "UP" in _link(lab, host, "lo")["flags"]
+        # underlay MAC derived from the address, permanent neighbours for every other host
+        assert eth0["address"] == underlay_mac(ip)
+        assert _permanent_neighbours(lab, host) == {peer_ip: underlay_mac(peer_ip) for peer, peer_ip in hosts.items() if peer != host}
         # only lo and eth0 in the host
         names = {link["ifname"] for link in json.loads(lab.enter(host, "ip", "-j", "link").stdout)}
         assert names == {"lo", "eth0"}
@@ -71,7 +81,7 @@ def test_create_from_the_lab_inventory_is_idempotent_and_hosts_are_isolated(lab_
         # no copies of anybody's namespace pins (other hosts, other labs, the machine's /run/netns)
         assert lab.enter(host, "findmnt", "-rn", "-t", "nsfs", check=False).stdout == ""
         # every host reaches every other host over the underlay
-        for peer, peer_ip in SOURCE_HOSTS.items():
+        for peer, peer_ip in hosts.items():
             if peer != host:
                 lab.ping(host, peer_ip)
 
@@ -141,10 +151,18 @@ def test_lab_follows_the_inventory_and_repairs_drift(lab_factory):
     write_inventory(lab.inventory, lab.name, 5)
     assert _changed(lab.create()) == 1
     lab.ping("h5", lab.hosts["h1"])
+    assert set(_permanent_neighbours(lab, "h1")) == {"192.168.1.%d" % i for i in (3, 4, 5, 6)}
     write_inventory(lab.inventory, lab.name, 2)
     assert _changed(lab.create()) == 1
     assert sorted(os.listdir(os.path.join(lab.path, "hosts"))) == ["h1", "h2"]
+    assert _permanent_neighbours(lab, "h1") == {"192.168.1.3": "02:fa:c0:a8:01:03"}
     assert _changed(lab.create()) == 0
+
+    # an inventory without lab hosts (a wrong -i) is refused, not taken as "remove every host"
+    empty = write_inventory(lab.inventory.parent / "empty.yml", lab.name, 0)
+    proc = Lab(lab.name, empty, {}).create(check=False)
+    assert proc.returncode != 0 and "has no hosts" in proc.stdout
+    assert sorted(os.listdir(os.path.join(lab.path, "hosts"))) == ["h1", "h2"]
 
 
 def test_labs_coexist_with_the_same_host_names(lab_factory):
@@ -248,7 +266,7 @@ def _module():
 def _params(**overrides):
     params = {"lab_name": "ovx", "hosts": [{"name": "h1", "underlay_ip": "192.168.1.2"}], "underlay_prefix": 24,
               "underlay_dev": "eth0", "underlay_mtu": 1500, "fabric_bridge": "underlay0", "state": "present",
-              "exact": False, "kill_timeout": 2.0}
+              "exact": False, "kill_timeout": 2.0, "static_neighbours": True}
     params.update(overrides)
     return params
 
