@@ -93,6 +93,7 @@ class Bed:
 
     def __init__(self):
         self.name = "ovxb-%s" % uuid.uuid4().hex[:8]
+        self.owner = os.getpid()
         self.build()
 
     def build(self) -> None:
@@ -127,7 +128,7 @@ class Bed:
         return len(out.splitlines())
 
     def remove(self) -> None:
-        if os.path.exists("/run/netns/" + self.name):
+        if os.getpid() == self.owner and os.path.exists("/run/netns/" + self.name):
             pyroute2_netns.remove(self.name)
 
 
@@ -341,8 +342,17 @@ def main() -> None:
     opts = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
-    # SIGTERM too unwinds through the `finally` that removes the namespace.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # SIGTERM too unwinds through the `finally` that removes the namespace, in this process
+    # only: pyroute2 forks helpers (netns.create) that inherit the handler and the stack, and a
+    # helper unwinding through that `finally` would remove the namespace under the benchmark.
+    main_pid = os.getpid()
+
+    def on_sigterm(signum, frame):
+        if os.getpid() != main_pid:
+            os._exit(128 + signum)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
     results = [bench(module, opts.sizes, opts.repeat, opts.loop) for module in opts.modules]
     intro = ("Measured by `benchmarks/modules_bench.py` on %s. Fastest of %d runs; `state: exact`, no diff, "
