@@ -164,16 +164,16 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.overlay.vxlan.plugins.module_utils import _fastnl as fastnl
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
+from ansible_collections.overlay.vxlan.plugins.module_utils._links import vxlan_state
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     InputError,
     Journal,
     NetlinkError,
     get_link,
     host_has_address,
+    index_names,
     link_info_data,
-    link_is_up,
     link_kind,
-    link_name,
     require_link,
     require_pyroute2,
     run_module,
@@ -223,28 +223,7 @@ def validate(params: dict) -> dict:
 
 
 def read_link(ipr, link) -> dict:
-    data = link_info_data(link)
-    group = data.get("IFLA_VXLAN_GROUP") or data.get("IFLA_VXLAN_GROUP6")
-    multicast = bool(group) and (group.startswith(("ff", "FF")) or (":" not in group and 224 <= int(group.split(".")[0]) <= 239))
-    return {
-        "name": link.get_attr("IFLA_IFNAME"),
-        "vni": data.get("IFLA_VXLAN_ID"),
-        "dstport": data.get("IFLA_VXLAN_PORT"),
-        "local": data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6"),
-        "group": group if multicast else None,
-        "remote": group if group and not multicast else None,
-        "dev": link_name(ipr, data.get("IFLA_VXLAN_LINK")),
-        "learning": bool(data.get("IFLA_VXLAN_LEARNING")),
-        "proxy": bool(data.get("IFLA_VXLAN_PROXY")),
-        "l2miss": bool(data.get("IFLA_VXLAN_L2MISS")),
-        "l3miss": bool(data.get("IFLA_VXLAN_L3MISS")),
-        "ttl": data.get("IFLA_VXLAN_TTL", 0),
-        "tos": data.get("IFLA_VXLAN_TOS", 0),
-        "ageing": data.get("IFLA_VXLAN_AGEING"),
-        "mtu": link.get_attr("IFLA_MTU"),
-        "master": link_name(ipr, link.get_attr("IFLA_MASTER")),
-        "up": link_is_up(link),
-    }
+    return vxlan_state(link, index_names(ipr))
 
 
 def resolve(ipr, wanted: dict) -> dict:
