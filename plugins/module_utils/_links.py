@@ -116,13 +116,7 @@ def find_link(ipr, field: str, name: str):
     The kernel's RTM_GETLINK by name also matches alternative names (`ip link property add ...
     altname`); a module creating or deleting `name` must not act on the device behind an altname.
     """
-    link = get_link(ipr, name)
-    if link is None:
-        return None
-    real = link.get_attr("IFLA_IFNAME")
-    if real != name:
-        raise InputError(field, name, "is an alternative name of %s; use the interface's own name" % real)
-    return link
+    return get_link(ipr, name, field)
 
 
 def find_kind(ipr, field: str, name: str, kind: str, what: str = "exists"):

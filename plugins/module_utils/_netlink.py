@@ -85,8 +85,12 @@ def session(netns: str | None = None, field: str = "netns"):
         ipr.close()
 
 
-def get_link(ipr, name: str):
-    """The link message for an exact interface name, or None. `ns1` never matches `ns10`."""
+def get_link(ipr, name: str, field: str = "name"):
+    """The link message for an exact interface name, or None. `ns1` never matches `ns10`.
+
+    The kernel's lookup by name also matches alternative names (`ip link property add ...
+    altname`); a module must never act on the device behind an altname, so that is an error.
+    """
     try:
         links = ipr.link("get", ifname=name)
     except NetlinkError as exc:
@@ -95,12 +99,14 @@ def get_link(ipr, name: str):
         raise
     if not links:
         return None
-    # The kernel's lookup by name also matches alternative names; we manage exact names only.
-    return links[0] if links[0].get_attr("IFLA_IFNAME") == name else None
+    real = links[0].get_attr("IFLA_IFNAME")
+    if real != name:
+        raise InputError(field, name, "is an alternative name of %s; use the interface's own name" % real)
+    return links[0]
 
 
 def require_link(ipr, field: str, name: str, kind: str | None = None):
-    link = get_link(ipr, name)
+    link = get_link(ipr, name, field)
     if link is None:
         raise InputError(field, name, "no such interface%s" % (" (it is never created implicitly)" if kind else ""))
     if kind is not None and link_kind(link) != kind:
