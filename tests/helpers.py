@@ -62,17 +62,45 @@ def bridge_json(ns: str, *args: str):
     return json.loads(out) if out.strip() else []
 
 
-def state_dump(ns: str) -> dict:
-    """Everything a failed task must leave untouched: links, addresses, fdb, neighbours."""
-    def strip(items, volatile=("stats", "stats64", "operstate", "linkmode", "used", "updated", "ageing_timer", "probes")):
-        return [{k: val for k, val in item.items() if k not in volatile} for item in items]
+CARRIER_FLAGS = ("LOWER_UP", "NO-CARRIER")
+VOLATILE = frozenset({"stats", "stats64", "operstate", "linkmode", "used", "updated", "ageing_timer", "probes", "tentative"})
 
-    return {
-        "links": strip(ip_json(ns, "-d", "link", "show")),
-        "addrs": strip(ip_json(ns, "addr", "show")),
-        "fdb": strip(bridge_json(ns, "fdb", "show")),
-        "neigh": strip([n for n in ip_json(ns, "neigh", "show") if "PERMANENT" in n.get("state", [])]),
-    }
+
+def _settled(value):
+    """Drop what the kernel changes by itself between two reads with no module touching anything:
+    counters, running timers (bridge gc/hello/forward_delay timers), the `tentative` flag of IPv6
+    addresses still in duplicate address detection."""
+    if isinstance(value, dict):
+        return {k: _settled(v) for k, v in value.items() if k not in VOLATILE and not k.endswith("_timer")}
+    if isinstance(value, list):
+        return [_settled(v) for v in value]
+    return value
+
+
+def _configured_fdb(entry: dict) -> bool:
+    """Permanent/static entries are configuration; learned ones age out, and `self` multicast
+    entries without dst are the device's own IGMP/MLD memberships, joined and left by the stack."""
+    if entry.get("state") not in ("permanent", "static"):
+        return False
+    multicast = int(entry["mac"].split(":")[0], 16) & 1
+    return not (multicast and "self" in entry.get("flags", []) and "dst" not in entry)
+
+
+def state_dump(ns: str) -> dict:
+    """Everything a failed task must leave untouched: links, addresses, permanent fdb and neighbour
+    entries, normalised so two reads of an unchanged kernel compare equal (carrier flags settle
+    asynchronously; table dump order follows the kernel's hash tables, so tables are sets)."""
+    dump = _settled({
+        "links": ip_json(ns, "-d", "link", "show"),
+        "addrs": ip_json(ns, "addr", "show"),
+        "fdb": [e for e in bridge_json(ns, "fdb", "show") if _configured_fdb(e)],
+        "neigh": [n for n in ip_json(ns, "neigh", "show") if "PERMANENT" in n.get("state", [])],
+    })
+    for item in dump["links"] + dump["addrs"]:
+        item["flags"] = [f for f in item.get("flags", []) if f not in CARRIER_FLAGS]
+    for table in ("fdb", "neigh"):
+        dump[table] = sorted(dump[table], key=lambda entry: json.dumps(entry, sort_keys=True))
+    return dump
 
 
 class Namespace:
