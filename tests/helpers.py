@@ -98,6 +98,8 @@ def state_dump(ns: str) -> dict:
     })
     for item in dump["links"] + dump["addrs"]:
         item["flags"] = [f for f in item.get("flags", []) if f not in CARRIER_FLAGS]
+    for item in dump["addrs"]:  # the kernel adds IPv6 link-local addresses itself once a link is up
+        item["addr_info"] = [a for a in item.get("addr_info", []) if not (a.get("family") == "inet6" and a.get("scope") == "link")]
     for table in ("fdb", "neigh"):
         dump[table] = sorted(dump[table], key=lambda entry: json.dumps(entry, sort_keys=True))
     return dump
