@@ -1705,12 +1705,15 @@ def _read_pid(path: str):
             pid = int(handle.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    # A pid file can outlive its process (a lab destroyed under it, a crash) and the PID be
+    # reused: only a process running this agent counts, or stop would signal a stranger.
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
         return None
-    except PermissionError:
-        return pid
+    if os.path.basename(__file__).encode() not in cmdline:
+        return None
     return pid
 
 
