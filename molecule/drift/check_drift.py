@@ -16,12 +16,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
+FDB_TASK = "Forwarding entries - static full mesh, flood list or none (exact - removed VMs and peers go)"
+NEIGH_TASK = "ARP-proxy entries - every remote VM IP to its MAC in static mode, none otherwise (exact)"
 # (host, task) pairs the converge must report as changed, and nothing else.
 EXPECTED = {
-    ("h1", "Full-mesh fdb, every remote VM MAC to its VTEP (exact - removed VMs go)"),
-    ("h1", "ARP-proxy entries, every remote VM IP to its MAC (exact)"),
-    ("h2", "Full-mesh fdb, every remote VM MAC to its VTEP (exact - removed VMs go)"),
-    ("h2", "ARP-proxy entries, every remote VM IP to its MAC (exact)"),
+    ("h1", FDB_TASK),
+    ("h1", NEIGH_TASK),
+    ("h2", FDB_TASK),
+    ("h2", NEIGH_TASK),
     ("h2", "VM namespaces with their veth pairs and addresses"),
 }
 # Lines the --diff output must contain: what was removed (-) and restored (+).

@@ -95,103 +95,12 @@ removed:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.overlay.vxlan.plugins.module_utils import _tables as tables
-from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
-from ansible_collections.overlay.vxlan.plugins.module_utils._fastnl import NUD_NAMES
-from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
-    InputError,
-    require_link,
-    require_pyroute2,
-    run_module,
-    session,
-)
-
-
-def validate_entries(raw_entries: list, state: str) -> list[tables.NeighEntry]:
-    """Normalise every entry before anything is read or changed; fail on the first bad one."""
-    result = []
-    for index, raw in enumerate(raw_entries):
-        field = "entries[%d]" % index
-        # IPv4 (ARP) and IPv6 (NDP) entries may be mixed: a dual-stack overlay needs both on
-        # the same device, and state=exact must be able to hold both.
-        ip = v.unicast_ip(field + ".ip", raw.get("ip"))
-        if raw.get("lladdr") is None:
-            if state != "absent":
-                raise InputError(field + ".lladdr", None, "is required unless state=absent")
-            lladdr = None
-        else:
-            lladdr = v.mac(field + ".lladdr", raw["lladdr"], unicast=True)
-        result.append(tables.NeighEntry(ip, lladdr))
-    v.no_duplicates("entries", [entry.ip for entry in result])
-    return result
-
-
-def manage(module) -> dict:
-    params = module.params
-    netns = v.netns_name("netns", params["netns"]) if params["netns"] is not None else None
-    dev = v.ifname("dev", params["dev"])
-    desired = validate_entries(params["entries"], params["state"])
-    nud = NUD_NAMES[params["nud"]]
-
-    with session(netns) as ipr:
-        ifindex = require_link(ipr, "dev", dev)["index"]
-
-    with tables.nl.NeighSocket(netns) as sock:
-        current = tables.read_neigh(sock, ifindex, nud)
-        changes = tables.plan_neigh(desired, current, params["state"])
-        after = tables.apply_plan(current, changes)
-
-        if changes and not module.check_mode:
-            def request(op, entry):
-                return tables.nl.neigh_request(op, ifindex, entry.ip, entry.lladdr, state=nud, tag=entry)
-
-            def to_request(change):
-                return request("delete" if change.op == "delete" else "replace", change.entry)
-
-            def undo_request(change):
-                if change.op == "delete":
-                    return request("replace", change.entry)
-                if change.op == "replace":
-                    return request("replace", change.old)
-                return request("delete", change.entry)
-
-            tables.execute(sock, changes, to_request, undo_request, "neighbour entry", describe=tables.NeighEntry.text)
-
-    result = {
-        "changed": bool(changes),
-        "entries": [entry.as_dict() for entry in after],
-        "added": [c.entry.text() for c in changes if c.op != "delete"],
-        "removed": [c.entry.text() for c in changes if c.op == "delete"] + [c.old.text() for c in changes if c.op == "replace"],
-    }
-    if module._diff:
-        result["diff"] = {
-            "before_header": "%s neighbours (%s)" % (dev, params["nud"]),
-            "after_header": "%s neighbours (%s)" % (dev, params["nud"]),
-            "before": "".join(e.text() + "\n" for e in sorted(current)),
-            "after": "".join(e.text() + "\n" for e in after),
-        }
-    return result
+from ansible_collections.overlay.vxlan.plugins.module_utils._ip_neigh import SPEC, manage
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import require_pyroute2, run_module
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            dev=dict(type="str", required=True),
-            entries=dict(
-                type="list",
-                elements="dict",
-                default=[],
-                options=dict(
-                    ip=dict(type="str", required=True),
-                    lladdr=dict(type="str"),
-                ),
-            ),
-            nud=dict(type="str", default="permanent", choices=list(NUD_NAMES)),
-            state=dict(type="str", default="present", choices=["present", "absent", "exact"]),
-            netns=dict(type="str"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**SPEC)
     require_pyroute2(module)
     run_module(module, lambda: manage(module))
 

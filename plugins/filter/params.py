@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright: overlay.vxlan contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The parameters of the roles' module tasks, computed once from a host's share of the mesh.
+
+The endpoint and vxlan roles hand each list both to overlay.vxlan.overlay_plan (is anything
+to do?) and to the tasks that make the changes, so the two can never ask for different things.
+Docs: vxlan_endpoint_params.yml and vxlan_overlay_params.yml next to this file.
+
+The four control planes of the source, as vxlan_link / bridge_fdb / ip_neigh parameters:
+
+    mode       device (ip link add vxlan0 type vxlan id 100 dstport 4789 local ... dev eth0 ...)
+    multicast  group 239.1.1.1, learning            no static fdb, no neighbours
+    flood      learning                              00:00:00:00:00:00 dst <peer>, one per peer
+    static     nolearning proxy                      <vm mac> dst <its vtep>; <vm ip> lladdr <mac>
+    dove       nolearning proxy l2miss l3miss        nothing: the agent answers the misses
+
+In DOVE mode the tables belong to the agent (overlay.vxlan.dove_agent), so no table task is given.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+MODES = ("multicast", "flood", "static", "dove")
+
+
+def endpoint_params(mesh: list, mtu) -> dict:
+    """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM."""
+    mtu = int(mtu)
+    return {
+        "linux_bridge": [{"name": net["bridge"], "mtu": mtu} for net in mesh],
+        "netns_veth": [
+            {
+                "namespace": vm["namespace"],
+                "name": vm["host_if"],
+                "peer": vm["vm_if"],
+                "master": net["bridge"],
+                "addresses": [vm["address"]],
+                "mac": vm["mac"],
+                "mtu": mtu,
+            }
+            for net in mesh
+            for vm in net["endpoints"]
+        ],
+    }
+
+
+def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None) -> dict:
+    """vxlan_link, bridge_fdb and ip_neigh parameters of `mode` for every network of the host."""
+    if mode not in MODES:
+        raise AnsibleFilterError("vxlan_mode=%s: choose one of %s" % (mode, ", ".join(MODES)))
+    links, fdb, neigh = [], [], []
+    for net in mesh:
+        link = {
+            "name": net["vxlan_dev"],
+            "vni": int(net["vni"]),
+            "dstport": int(net["dstport"]),
+            "local": net["local"],
+            "dev": underlay_dev,
+            "learning": mode in ("multicast", "flood"),
+            "proxy": mode in ("static", "dove"),
+            "l2miss": mode == "dove",
+            "l3miss": mode == "dove",
+            "mtu": int(mtu),
+            "master": net["bridge"],
+        }
+        if mode == "multicast":
+            if not net.get("group"):
+                raise AnsibleFilterError("network %s has no group; multicast mode needs one (or use vxlan_mode=flood)" % net["name"])
+            link["group"] = net["group"]
+        if ttl:  # as the roles always did: `vxlan_ttl | default(omit, true)`
+            link["ttl"] = int(ttl)
+        links.append(link)
+        if mode == "dove":
+            continue
+        # exact everywhere: whatever an earlier mode (or a hand) left in the tables goes.
+        entries = {"multicast": [], "flood": net["flood"], "static": net["fdb"]}[mode]
+        fdb.append({"dev": net["vxlan_dev"], "state": "exact", "entries": entries})
+        neigh.append({"dev": net["vxlan_dev"], "state": "exact", "entries": net["neigh"] if mode == "static" else []})
+    return {"vxlan_link": links, "bridge_fdb": fdb, "ip_neigh": neigh}
+
+
+class FilterModule:
+    def filters(self):
+        return {"vxlan_endpoint_params": endpoint_params, "vxlan_overlay_params": overlay_params}

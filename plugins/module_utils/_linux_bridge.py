@@ -1,0 +1,129 @@
+# -*- coding: utf-8 -*-
+# Copyright: overlay.vxlan contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The linux_bridge module's work: its options (SPEC), checks, kernel read, plan and apply.
+
+It lives here, not in the module, so that overlay_plan can ask the very same code, in check
+mode, whether a task has anything to do (one comparison, never a second copy of it).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.overlay.vxlan.plugins.module_utils import _links as links
+from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
+    Journal,
+    NetlinkError,
+)
+
+# The kernel's values for a new bridge (what check mode predicts for options left out).
+DEFAULTS = {"mtu": 1500, "stp": False, "vlan_filtering": False, "ageing_time": 300}
+# One netlink message per attribute, in this order: the bridge's changelink is not atomic (a
+# refused attribute leaves the earlier ones of the same message applied), so each is journalled.
+ORDER = ("mtu", "ageing_time", "stp", "vlan_filtering")
+
+
+def validate(params: dict) -> dict:
+    wanted = {"name": links.ifname("name", params["name"])}
+    wanted["mtu"] = links.mtu("mtu", params["mtu"]) if params["mtu"] is not None else None
+    wanted["ageing_time"] = v.int_range("ageing_time", params["ageing_time"], 0, links.AGEING_TIME_MAX) if params["ageing_time"] is not None else None
+    wanted["stp"] = params["stp"]
+    wanted["vlan_filtering"] = params["vlan_filtering"]
+    return wanted
+
+
+def attribute_kwargs(field: str, value) -> dict:
+    """pyroute2 arguments setting one bridge attribute."""
+    if field == "mtu":
+        return {"mtu": value}
+    if field == "ageing_time":
+        return {"kind": "bridge", "br_ageing_time": links.ageing_to_kernel(value)}
+    if field == "stp":
+        return {"kind": "bridge", "br_stp_state": int(value)}
+    return {"kind": "bridge", "br_vlan_filtering": int(value)}
+
+
+def read(ipr, name: str):
+    link = links.find_kind(ipr, "name", name, "bridge")
+    return (link, links.bridge_state(link, ipr.link("dump"))) if link is not None else (None, None)
+
+
+def plan(current: dict | None, wanted: dict) -> list[str]:
+    """Attributes to change, in ORDER, plus "create" / "up"."""
+    if current is None:
+        # An explicit MTU is always set (so it sticks); the rest only when not the kernel's default.
+        return ["create"] + [f for f in ORDER if wanted[f] is not None and (f == "mtu" or wanted[f] != DEFAULTS[f])] + ["up"]
+    fields = [f for f in ORDER if wanted[f] is not None and wanted[f] != current[f]]
+    if not current["up"]:
+        fields.append("up")
+    return fields
+
+
+def apply(ipr, name: str, link, current: dict | None, wanted: dict, fields: list[str]) -> None:
+    journal = Journal()
+    step = "creating %s" % name
+    try:
+        if "create" in fields:
+            # A new bridge is created bare: attributes in the create message would be applied
+            # in the kernel's order, and an MTU given there is not the user's (the kernel would
+            # lower it again when the first smaller port joins).
+            ipr.link("add", ifname=name, kind="bridge")
+            journal.record("create %s" % name, lambda: ipr.link("del", index=ipr.link_lookup(ifname=name)[0]))
+            link = links.find_link(ipr, "name", name)
+            current = dict(DEFAULTS, up=False)
+        index = link["index"]
+        for field in ORDER:
+            if field not in fields:
+                continue
+            step = "setting %s %s to %s" % (name, field, wanted[field])
+            ipr.link("set", index=index, **attribute_kwargs(field, wanted[field]))
+            old = current[field]
+            journal.record(step, lambda field=field, old=old: ipr.link("set", index=index, **attribute_kwargs(field, old)))
+        if "up" in fields:
+            step = "bringing %s up" % name
+            ipr.link("set", index=index, state="up")
+    except NetlinkError as exc:
+        raise journal.fail(step, exc) from None
+
+
+def manage(module) -> dict:
+    params = module.params
+    netns = v.netns_name("netns", params["netns"]) if params["netns"] is not None else None
+    wanted = validate(params)
+    name = wanted["name"]
+
+    with links.open_session(netns) as ipr:
+        link, current = read(ipr, name)
+
+        if params["state"] == "absent":
+            if current is not None and not module.check_mode:
+                try:
+                    ipr.link("del", index=link["index"])
+                except NetlinkError as exc:
+                    raise Journal().fail("deleting %s" % name, exc) from None
+            return {"changed": current is not None, "bridge": {}, "diff": {"before": current or {}, "after": {}}}
+
+        fields = plan(current, wanted)
+        if fields and not module.check_mode:
+            apply(ipr, name, link, current, wanted, fields)
+            after = read(ipr, name)[1]
+        else:
+            base = current or dict(DEFAULTS, name=name, ports=[])
+            after = dict(base, up=True, **{f: wanted[f] for f in ORDER if wanted[f] is not None})
+
+    return {"changed": bool(fields), "bridge": after, "diff": {"before": current or {}, "after": after}}
+
+
+# AnsibleModule's keyword arguments: the module and overlay_plan validate with the same spec.
+SPEC = dict(
+    argument_spec=dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        mtu=dict(type="int"),
+        stp=dict(type="bool"),
+        vlan_filtering=dict(type="bool"),
+        ageing_time=dict(type="int"),
+        netns=dict(type="str"),
+    ),
+    supports_check_mode=True,
+)

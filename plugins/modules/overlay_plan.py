@@ -1,0 +1,177 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: overlay.vxlan contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: overlay_plan
+short_description: Ask, in one process, whether any of a host's overlay tasks has something to do
+version_added: 0.2.0
+description:
+  - Takes the parameters of a list of O(linux_bridge), O(netns_veth), O(vxlan_link),
+    O(bridge_fdb) and O(ip_neigh) tasks, and runs each module's own code in check mode against
+    the kernel, all in this one process. Returns which of them would change something.
+  - It never changes anything. It exists for speed; on a converged host a role
+    (the endpoint and vxlan roles) runs this one module instead of
+    one module process per resource, and skips its change tasks when RV(pending) is false.
+  - There is no second comparison here. Each item is checked against the module's own option
+    spec (the same defaults, types and rules) and decided by the module's own plan, the code
+    that would make the change. An item whose check fails (bad input, a missing master, a
+    namespace that is not there yet) counts as pending; the real task then runs and reports
+    the real error.
+  - Check mode knows only what is there now. If one item depends on another that is about to
+    change, the first may look settled. So a role that uses this module runs all of its change
+    tasks as soon as anything is pending, and skips them only when nothing is.
+options:
+  linux_bridge:
+    description: Parameters of M(overlay.vxlan.linux_bridge) tasks, one dict per task.
+    type: list
+    elements: dict
+    default: []
+  netns_veth:
+    description: Parameters of M(overlay.vxlan.netns_veth) tasks, one dict per task.
+    type: list
+    elements: dict
+    default: []
+  vxlan_link:
+    description: Parameters of M(overlay.vxlan.vxlan_link) tasks, one dict per task.
+    type: list
+    elements: dict
+    default: []
+  bridge_fdb:
+    description: Parameters of M(overlay.vxlan.bridge_fdb) tasks, one dict per task.
+    type: list
+    elements: dict
+    default: []
+  ip_neigh:
+    description: Parameters of M(overlay.vxlan.ip_neigh) tasks, one dict per task.
+    type: list
+    elements: dict
+    default: []
+notes:
+  - Needs pyroute2 on the managed host, like the modules it asks.
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes nothing, so there is no diff.
+  idempotent:
+    support: full
+    description: Never reports a change.
+author:
+  - overlay.vxlan contributors
+"""
+
+EXAMPLES = r"""
+- name: Anything to do for br1 and vxlan0?
+  overlay.vxlan.overlay_plan:
+    linux_bridge:
+      - {name: br1, mtu: 1450}
+    vxlan_link:
+      - {name: vxlan0, vni: 100, dev: eth0, local: 192.168.1.2, learning: false, proxy: true, master: br1}
+  register: plan
+
+- name: Only when something differs
+  overlay.vxlan.vxlan_link:
+    name: vxlan0
+    vni: 100
+    dev: eth0
+    local: 192.168.1.2
+    learning: false
+    proxy: true
+    master: br1
+  when: plan.pending
+"""
+
+RETURN = r"""
+pending:
+  description: True if any item would change something or could not be checked.
+  returned: always
+  type: bool
+  sample: false
+items:
+  description:
+    - Per module, one entry per item given, in the same order.
+    - C(changed) is what the module in check mode reports. C(error) is the message of a check
+      that failed (such an item counts as pending).
+  returned: always
+  type: dict
+  sample:
+    linux_bridge: [{changed: false}]
+    vxlan_link: [{changed: true}]
+    bridge_fdb: [{changed: false, error: "dev='vxlan0': no such device"}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.overlay.vxlan.plugins.module_utils import (
+    _bridge_fdb,
+    _ip_neigh,
+    _linux_bridge,
+    _netns_veth,
+    _vxlan_link,
+)
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
+    NetlinkError,
+    OverlayError,
+    describe_netlink_error,
+    require_pyroute2,
+)
+
+# In the order a role applies them; each name is an option of this module and a module.
+RESOURCES = {
+    "linux_bridge": _linux_bridge,
+    "netns_veth": _netns_veth,
+    "vxlan_link": _vxlan_link,
+    "bridge_fdb": _bridge_fdb,
+    "ip_neigh": _ip_neigh,
+}
+
+
+class CheckOnly:
+    """What a module's manage() uses of AnsibleModule, fixed to check mode without diff."""
+
+    check_mode = True
+    _diff = False
+
+    def __init__(self, params: dict):
+        self.params = params
+        self.warnings: list[str] = []
+
+    def warn(self, msg: str) -> None:
+        self.warnings.append(msg)
+
+
+def check_item(resource, raw: dict) -> dict:
+    """One task's parameters through the module's spec and its manage() in check mode."""
+    spec = {k: val for k, val in resource.SPEC.items() if k != "supports_check_mode"}
+    validated = ArgumentSpecValidator(**spec).validate(raw)
+    if validated.error_messages:
+        return {"changed": False, "error": "; ".join(validated.error_messages)}
+    try:
+        return {"changed": bool(resource.manage(CheckOnly(validated.validated_parameters))["changed"])}
+    except OverlayError as exc:
+        return {"changed": False, "error": exc.msg}
+    except NetlinkError as exc:
+        return {"changed": False, "error": "netlink error: %s" % describe_netlink_error(exc)}
+    except OSError as exc:
+        return {"changed": False, "error": str(exc)}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={name: dict(type="list", elements="dict", default=[]) for name in RESOURCES},
+        supports_check_mode=True,
+    )
+    require_pyroute2(module)
+    items = {name: [check_item(resource, raw) for raw in module.params[name]] for name, resource in RESOURCES.items()}
+    pending = any(item["changed"] or "error" in item for checked in items.values() for item in checked)
+    module.exit_json(changed=False, pending=pending, items=items)
+
+
+if __name__ == "__main__":
+    main()

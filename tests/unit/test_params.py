@@ -1,0 +1,73 @@
+"""The roles' module parameters per mode (plugins/filter/params.py), checked against each
+module's own option spec, so a role can never hand a module an option it does not have."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from test_mesh import NETWORKS, source_hosts
+
+from ansible_collections.overlay.vxlan.plugins.filter.mesh import compute_mesh
+from ansible_collections.overlay.vxlan.plugins.filter.params import AnsibleFilterError, endpoint_params, overlay_params
+from ansible_collections.overlay.vxlan.plugins.module_utils import _bridge_fdb, _ip_neigh, _linux_bridge, _netns_veth, _vxlan_link
+
+SPECS = {"linux_bridge": _linux_bridge, "netns_veth": _netns_veth, "vxlan_link": _vxlan_link, "bridge_fdb": _bridge_fdb, "ip_neigh": _ip_neigh}
+
+
+def mesh_of(host="h1"):
+    return compute_mesh(source_hosts(), NETWORKS, host)
+
+
+def assert_valid(params: dict) -> None:
+    for module, items in params.items():
+        spec = {k: v for k, v in SPECS[module].SPEC.items() if k != "supports_check_mode"}
+        for item in items:
+            assert ArgumentSpecValidator(**spec).validate(item).error_messages == [], (module, item)
+
+
+def test_endpoint_params_are_the_source_section_2():
+    params = endpoint_params(mesh_of(), "1450")
+    assert params["linux_bridge"] == [{"name": "br1", "mtu": 1450}]
+    assert params["netns_veth"] == [{"namespace": "ns1", "name": "tap1", "peer": "tap2", "master": "br1",
+                                     "addresses": ["100.0.0.2/24"], "mac": "02:00:64:00:00:02", "mtu": 1450}]
+    assert_valid(params)
+
+
+@pytest.mark.parametrize(
+    ("mode", "flags", "fdb", "neigh"),
+    [
+        ("multicast", {"learning": True, "proxy": False, "l2miss": False, "l3miss": False, "group": "239.1.1.1"}, [], []),
+        ("flood", {"learning": True, "proxy": False, "l2miss": False, "l3miss": False},
+         [{"mac": "00:00:00:00:00:00", "dst": "192.168.1.3"}, {"mac": "00:00:00:00:00:00", "dst": "192.168.1.4"}], []),
+        ("static", {"learning": False, "proxy": True, "l2miss": False, "l3miss": False},
+         [{"mac": "02:00:64:00:00:03", "dst": "192.168.1.3"}, {"mac": "02:00:64:00:00:04", "dst": "192.168.1.4"}],
+         [{"ip": "100.0.0.3", "lladdr": "02:00:64:00:00:03"}, {"ip": "100.0.0.4", "lladdr": "02:00:64:00:00:04"}]),
+        ("dove", {"learning": False, "proxy": True, "l2miss": True, "l3miss": True}, None, None),
+    ],
+)
+def test_each_mode_asks_what_the_source_does(mode, flags, fdb, neigh):
+    params = overlay_params(mesh_of(), mode, "eth0", 1450)
+    base = {"name": "vxlan0", "vni": 100, "dstport": 4789, "local": "192.168.1.2", "dev": "eth0", "mtu": 1450, "master": "br1"}
+    assert params["vxlan_link"] == [dict(base, **flags)]
+    if fdb is None:  # dove: the agent owns the tables
+        assert params["bridge_fdb"] == [] and params["ip_neigh"] == []
+    else:
+        assert params["bridge_fdb"] == [{"dev": "vxlan0", "state": "exact", "entries": fdb}]
+        assert params["ip_neigh"] == [{"dev": "vxlan0", "state": "exact", "entries": neigh}]
+    assert_valid(params)
+
+
+def test_ttl_is_given_only_when_set():
+    assert "ttl" not in overlay_params(mesh_of(), "static", "eth0", 1450, None)["vxlan_link"][0]
+    assert "ttl" not in overlay_params(mesh_of(), "static", "eth0", 1450, "")["vxlan_link"][0]
+    assert overlay_params(mesh_of(), "static", "eth0", 1450, "16")["vxlan_link"][0]["ttl"] == 16
+
+
+def test_bad_mode_and_missing_group_are_named():
+    with pytest.raises(AnsibleFilterError, match="vxlan_mode=evpn"):
+        overlay_params(mesh_of(), "evpn", "eth0", 1450)
+    mesh = mesh_of()
+    mesh[0]["group"] = None
+    with pytest.raises(AnsibleFilterError, match="network blue has no group"):
+        overlay_params(mesh, "multicast", "eth0", 1450)
+    assert overlay_params(mesh, "flood", "eth0", 1450)["vxlan_link"][0].get("group") is None
