@@ -56,6 +56,24 @@ def test_site_converges_is_idempotent_and_teardown_restores_the_hosts(lab_factor
 
     second = lab.playbook(SITE)
     assert_converged(second, SOURCE_HOSTS, changed=0)
+    # Converged hosts skip the change tasks (overlay_plan found nothing): none of them ran.
+    for task in ("overlay.vxlan.endpoint : Bridges (brctl", "overlay.vxlan.vxlan : Forwarding entries"):
+        assert "TASK [%s" % task not in second.stdout, second.stdout[-3000:]
+
+    # Hand drift on h2 (a full-mesh fdb entry gone) and h3 (br1 down): only they change, and are repaired.
+    lab.enter("h2", "bridge", "fdb", "del", "02:00:64:00:00:04", "dev", "vxlan0", "dst", "192.168.1.4")
+    lab.enter("h3", "ip", "link", "set", "br1", "down")
+    third = lab.playbook(SITE)
+    assert_converged(third, SOURCE_HOSTS)
+    assert {h: recap(third.stdout)[h]["changed"] > 0 for h in SOURCE_HOSTS} == {"h1": False, "h2": True, "h3": True}, third.stdout[-3000:]
+    assert "02:00:64:00:00:04 dst 192.168.1.4" in lab.enter("h2", "bridge", "fdb", "show", "dev", "vxlan0").stdout
+    assert "state UP" in lab.enter("h3", "ip", "link", "show", "br1").stdout
+    assert_converged(lab.playbook(SITE), SOURCE_HOSTS, changed=0)
+
+    # A mode that does not exist is named, and nothing is changed.
+    wrong = lab.playbook(SITE, "-e", "vxlan_mode=evpn", check=False)
+    assert wrong.returncode != 0 and "vxlan_mode=evpn: choose one of multicast, flood, static, dove" in wrong.stdout + wrong.stderr
+    assert "changed=0" in wrong.stdout and "TASK [overlay.vxlan.vxlan : Anything to do?" not in wrong.stdout
 
     teardown = lab.playbook(TEARDOWN)
     assert_converged(teardown, SOURCE_HOSTS)
