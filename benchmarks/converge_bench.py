@@ -178,6 +178,15 @@ class BenchLab:
                 print("WARNING: lab %s not removed:\n%s" % (self.lab.name, proc.stdout[-2000:]), file=sys.stderr)
 
 
+def write_results(results, output: Path | None) -> None:
+    """The JSON results to `output`, or to stdout (what benchmarks/report.py reads)."""
+    text = json.dumps(results, indent=1)
+    if output:
+        output.write_text(text)
+    else:
+        print(text)
+
+
 def log(message: str) -> None:
     print("converge_bench: %s" % message, file=sys.stderr, flush=True)
 
@@ -273,11 +282,7 @@ def main(argv=None) -> int:
         finally:
             if before is not None:
                 subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, capture_output=True, check=False)
-    text = json.dumps(results, indent=1)
-    if opts.output:
-        opts.output.write_text(text)
-    else:
-        print(text)
+    write_results(results, opts.output)
     return 0
 
 

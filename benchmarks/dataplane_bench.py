@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from converge_bench import CONVERGE, BenchLab, check, run_playbook, vm_address  # noqa: E402
+from converge_bench import CONVERGE, BenchLab, check, run_playbook, vm_address, write_results  # noqa: E402
 from lab_fixtures import Lab  # noqa: E402
 
 PYTHON = sys.executable
@@ -220,11 +220,7 @@ def main(argv=None) -> int:
         finally:
             if "dove" in opts.modes:  # the switch to static stops the agents and removes their files
                 run_playbook(lab, CONVERGE, "-e", "vxlan_mode=static")
-    text = json.dumps(results, indent=1)
-    if opts.output:
-        opts.output.write_text(text)
-    else:
-        print(text)
+    write_results(results, opts.output)
     return 0
 
 

@@ -103,11 +103,12 @@ attributes:
     description: A second run with the same parameters reports no change.
 requirements:
   - pyroute2 >= 0.9
-  - root, C(unshare) and util-linux on the machine running the lab (the controller)
+  - root on the machine running the lab (the controller); C(nsenter) (util-linux) for the
+    P(overlay.vxlan.lab#connection) connection plugin
 notes:
   - Runs where the lab lives, normally C(localhost) with C(connection=local).
-  - Links and addresses are managed with pyroute2; the namespaces are made by C(unshare) because
-    pinning a mount namespace needs a forked helper.
+  - Links and addresses are managed with pyroute2; the namespaces are made with unshare(2) in a
+    throwaway thread and pinned with bind mounts (system calls through ctypes; no command runs).
   - Changes to labs are serialised with a lock on C(/run/overlay-lab).
   - Adding or removing a host also updates the other hosts' permanent neighbour entries
     (O(static_neighbours)); they appear under RV(repaired) with C(underlay neighbours).

@@ -9,9 +9,7 @@ from test_mesh import NETWORKS, source_hosts
 
 from ansible_collections.overlay.vxlan.plugins.filter.mesh import compute_mesh
 from ansible_collections.overlay.vxlan.plugins.filter.params import AnsibleFilterError, endpoint_params, overlay_params
-from ansible_collections.overlay.vxlan.plugins.module_utils import _bridge_fdb, _ip_neigh, _linux_bridge, _netns_veth, _vxlan_link
-
-SPECS = {"linux_bridge": _linux_bridge, "netns_veth": _netns_veth, "vxlan_link": _vxlan_link, "bridge_fdb": _bridge_fdb, "ip_neigh": _ip_neigh}
+from ansible_collections.overlay.vxlan.plugins.modules.overlay_plan import RESOURCES as SPECS
 
 
 def mesh_of(host="h1"):
