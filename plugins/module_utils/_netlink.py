@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import traceback
 from contextlib import contextmanager
 
 from ansible_collections.overlay.vxlan.plugins.module_utils._validate import InputError, OverlayError
 
 try:
+    import pyroute2
     from pyroute2 import IPRoute, NetlinkError
 
     HAS_PYROUTE2 = True
     PYROUTE2_IMPORT_ERROR = None
 except ImportError:  # pragma: no cover - exercised by the missing-library test
+    pyroute2 = None
     HAS_PYROUTE2 = False
     PYROUTE2_IMPORT_ERROR = traceback.format_exc()
 
@@ -41,11 +44,47 @@ class KernelError(OverlayError):
     """The kernel refused a change; what this run had applied was rolled back."""
 
 
-def require_pyroute2(module) -> None:
+# IPRoute(netns=...) and the asyncio core came with 0.9.1; Debian 12's python3-pyroute2 is 0.7.2
+# and fails deep inside with "unexpected keyword argument 'netns'". Tested with 0.9.7.
+PYROUTE2_MIN_VERSION = (0, 9, 1)
+PYROUTE2_FIX = (
+    "the role overlay.vxlan.pyroute2 installs it from the controller (site.yml runs it), "
+    "or install pyroute2>=%s for this Python yourself" % ".".join(map(str, PYROUTE2_MIN_VERSION))
+)
+
+
+def version_tuple(text: str) -> tuple:
+    """'0.9.7' -> (0, 9, 7); '0.9.1rc2' -> (0, 9, 1); anything unreadable -> ()."""
+    parts = []
+    for piece in str(text).split("."):
+        digits = re.match(r"\d+", piece)
+        if not digits:
+            break
+        parts.append(int(digits.group()))
+    return tuple(parts)
+
+
+def pyroute2_problem() -> str | None:
+    """None if this Python can use pyroute2, else one message naming the host, what was found,
+    what is needed and the fix."""
+    import sys
+
+    need = ".".join(map(str, PYROUTE2_MIN_VERSION))
     if not HAS_PYROUTE2:
         from ansible.module_utils.basic import missing_required_lib
 
-        module.fail_json(msg=missing_required_lib("pyroute2"), exception=PYROUTE2_IMPORT_ERROR)
+        return missing_required_lib("pyroute2", reason="(version %s or later): %s" % (need, PYROUTE2_FIX))
+    found = getattr(pyroute2, "__version__", "unknown")
+    if version_tuple(found) < PYROUTE2_MIN_VERSION:
+        return "pyroute2 %s found on host %s for %s (in %s); overlay.vxlan needs pyroute2>=%s: %s" % (
+            found, os.uname().nodename, sys.executable, os.path.dirname(pyroute2.__file__), need, PYROUTE2_FIX)
+    return None
+
+
+def require_pyroute2(module) -> None:
+    problem = pyroute2_problem()
+    if problem:
+        module.fail_json(msg=problem, exception=PYROUTE2_IMPORT_ERROR, pyroute2_min_version=".".join(map(str, PYROUTE2_MIN_VERSION)))
 
 
 def netns_path(name: str) -> str:

@@ -72,10 +72,11 @@ def assert_refused(ns: str, module: str, args: dict, *fragments: str, check: boo
     return result
 
 
-def run_without_pyroute2(module: str, args: dict) -> dict:
-    """Run a module in a Python where `import pyroute2` fails, as on a host without it."""
+def run_without_pyroute2(module: str, args: dict, shadow_pyroute2: str = "raise ImportError('No module named pyroute2')\n") -> dict:
+    """Run a module in a Python where `import pyroute2` fails, as on a host without it (or, with
+    `shadow_pyroute2`, finds that source as its pyroute2)."""
     with tempfile.TemporaryDirectory() as shadow:
-        (Path(shadow) / "pyroute2.py").write_text("raise ImportError('No module named pyroute2')\n")
+        (Path(shadow) / "pyroute2.py").write_text(shadow_pyroute2)
         proc = subprocess.run([PYTHON, str(module_path(module))], input=json.dumps({"ANSIBLE_MODULE_ARGS": args}),
                               capture_output=True, text=True, timeout=120,
                               env=dict(os.environ, PYTHONPATH="%s:%s" % (shadow, COLLECTIONS)))
@@ -89,3 +90,24 @@ def assert_missing_pyroute2_reported(module: str, args: dict) -> None:
     assert result["failed"] is True and not result.get("changed")
     assert result["msg"].startswith("Failed to import the required Python library (pyroute2)"), result["msg"]
     assert "Traceback" not in result["msg"] and "Traceback" not in result["_stderr"]
+    assert "pyroute2>=0.9.1" in result["msg"] and "overlay.vxlan.pyroute2" in result["msg"], result["msg"]
+
+
+# Debian 12's python3-pyroute2: importable, but without IPRoute(netns=...).
+OLD_PYROUTE2 = """__version__ = '0.7.2'
+class IPRoute:
+    def __init__(self, **kwargs):
+        raise TypeError("NetlinkSocketBase.__init__() got an unexpected keyword argument 'netns'")
+class NetlinkError(Exception):
+    code = 0
+"""
+
+
+def assert_old_pyroute2_reported(module: str, args: dict) -> None:
+    """A pyroute2 older than the collection needs is named with its version, never used."""
+    result = run_without_pyroute2(module, args, OLD_PYROUTE2)
+    assert result["failed"] is True and not result.get("changed"), result
+    msg = result["msg"]
+    assert "pyroute2 0.7.2 found on host %s" % os.uname().nodename in msg, msg
+    assert "needs pyroute2>=0.9.1" in msg and "overlay.vxlan.pyroute2" in msg, msg
+    assert "TypeError" not in msg and "Traceback" not in result["_stderr"], result
