@@ -15,7 +15,7 @@ options:
       - A missing namespace is an error; it is never created implicitly.
     type: str
 requirements:
-  - pyroute2 >= 0.9 on the managed host
+  - pyroute2 >= 0.9.1 on the managed host (the role C(overlay.vxlan.pyroute2) installs it from the controller)
   - root (CAP_NET_ADMIN) on the managed host
 attributes:
   check_mode:

@@ -13,6 +13,7 @@ from ansible_collections.overlay.vxlan.plugins.module_utils import _tables as ta
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     InputError,
+    created_earlier,
     index_names,
     link_info_data,
     require_link,
@@ -43,21 +44,23 @@ def manage(module) -> dict:
     wanted = validate_entries(params["entries"])
 
     with session(netns) as ipr:
-        link = require_link(ipr, "dev", dev, kind="vxlan")
-        ifindex = link["index"]
-        data = link_info_data(link)
+        # In check mode a device the same run creates first has an empty table (and, unknown
+        # yet, the entries' own VNI and port only).
+        link = None if created_earlier(ipr, module, "dev", dev) else require_link(ipr, "dev", dev, kind="vxlan")
+        ifindex = link["index"] if link is not None else None
+        data = link_info_data(link) if link is not None else {}
         dev_vni = data.get("IFLA_VXLAN_ID")
-        dev_port = data.get("IFLA_VXLAN_PORT") or 8472
+        dev_port = (data.get("IFLA_VXLAN_PORT") or 8472) if link is not None else None
         underlay = data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6") or data.get("IFLA_VXLAN_GROUP") or data.get("IFLA_VXLAN_GROUP6")
         names = index_names(ipr)
     # A device with neither local nor group/remote is IPv4: the kernel assumes so unless an IPv6
     # address was given, and refuses IPv6 entries on it (EAFNOSUPPORT).
-    underlay_family = v.ip_version(underlay) if underlay else 4
+    underlay_family = v.ip_version(underlay) if underlay else (4 if link is not None else None)
     index_of = {name: index for index, name in names.items()}
 
     desired = []
     for index, entry in enumerate(wanted):
-        if entry["family"] != underlay_family:
+        if underlay_family is not None and entry["family"] != underlay_family:
             raise InputError("entries[%d].dst" % index, entry["dst"], "is IPv%d but %s's underlay (%s) is IPv%d"
                              % (entry["family"], dev, underlay or "no local/group/remote set: the kernel's default", underlay_family))
         if entry["via"] is not None and entry["via"] not in index_of:
@@ -75,7 +78,7 @@ def manage(module) -> dict:
         first_dst[entry.mac] = (index, entry)
 
     with tables.nl.NeighSocket(netns) as sock:
-        current, learned = tables.read_fdb(sock, ifindex, dev_vni, dev_port, names)
+        current, learned = tables.read_fdb(sock, ifindex, dev_vni, dev_port, names) if link is not None else ([], 0)
         protected = set()
         default_dst = data.get("IFLA_VXLAN_GROUP") or data.get("IFLA_VXLAN_GROUP6")
         if default_dst:

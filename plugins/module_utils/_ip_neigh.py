@@ -14,6 +14,7 @@ from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as 
 from ansible_collections.overlay.vxlan.plugins.module_utils._fastnl import NUD_NAMES
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     InputError,
+    created_earlier,
     require_link,
     session,
 )
@@ -46,10 +47,11 @@ def manage(module) -> dict:
     nud = NUD_NAMES[params["nud"]]
 
     with session(netns) as ipr:
-        ifindex = require_link(ipr, "dev", dev)["index"]
+        # In check mode a device the same run creates first has an empty table.
+        ifindex = None if created_earlier(ipr, module, "dev", dev) else require_link(ipr, "dev", dev)["index"]
 
     with tables.nl.NeighSocket(netns) as sock:
-        current = tables.read_neigh(sock, ifindex, nud)
+        current = tables.read_neigh(sock, ifindex, nud) if ifindex is not None else []
         changes = tables.plan_neigh(desired, current, params["state"])
         after = tables.apply_plan(current, changes)
 

@@ -153,6 +153,17 @@ def require_link(ipr, field: str, name: str, kind: str | None = None):
     return link
 
 
+def created_earlier(ipr, module, field: str, name: str) -> bool:
+    """True in check mode when `name` is missing: a device another task of the same run creates
+    first (a role builds the bridge, then the veth pairs and vxlan devices in it, then their
+    tables), so check mode goes on and says so. A real run still refuses a missing device."""
+    if not module.check_mode or get_link(ipr, name, field) is not None:
+        return False
+    module.warn("check mode: %s=%s does not exist yet; assuming an earlier task of this run creates it "
+                "(a real run refuses it)" % (field, name))
+    return True
+
+
 def link_kind(link) -> str | None:
     info = link.get_attr("IFLA_LINKINFO")
     return info.get_attr("IFLA_INFO_KIND") if info else None

@@ -20,6 +20,7 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     Journal,
     NetlinkError,
     addresses_of,
+    created_earlier,
     link_is_up,
     link_kind,
     link_name,
@@ -301,7 +302,7 @@ def manage(module) -> dict:
         if wanted["state"] == "absent":
             return absent(module, ipr, vm, host, side, before)
 
-        if wanted["master"] is not None:
+        if wanted["master"] is not None and not created_earlier(ipr, module, "master", wanted["master"]):
             bridge = links.require_bridge(ipr, "master", wanted["master"])
             if host is not None:
                 host["wanted_master_index"] = bridge["index"]

@@ -19,6 +19,7 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     InputError,
     Journal,
     NetlinkError,
+    created_earlier,
     get_link,
     host_has_address,
     index_names,
@@ -74,7 +75,7 @@ def read_link(ipr, link) -> dict:
     return vxlan_state(link, index_names(ipr))
 
 
-def resolve(ipr, wanted: dict) -> dict:
+def resolve(ipr, wanted: dict, module=None) -> dict:
     """Check what must already exist on the host and fill in the derived defaults."""
     resolved = dict(wanted)
     underlay_mtu = None
@@ -82,7 +83,7 @@ def resolve(ipr, wanted: dict) -> dict:
         dev = require_link(ipr, "dev", wanted["dev"])
         resolved["dev_index"] = dev["index"]
         underlay_mtu = dev.get_attr("IFLA_MTU")
-    if wanted["master"]:
+    if wanted["master"] and not (module is not None and created_earlier(ipr, module, "master", wanted["master"])):
         resolved["master_index"] = require_link(ipr, "master", wanted["master"], kind="bridge")["index"]
     if wanted["local"] and not host_has_address(ipr, wanted["local"]):
         raise InputError("local", wanted["local"], "is not an address of this host; peers would drop its packets")
@@ -212,7 +213,7 @@ def manage(module) -> dict:
             return {"changed": bool(current), "recreated": False, "link": {},
                     "diff": {"before": public(current), "after": {}}}
 
-        cfg = resolve(ipr, wanted)
+        cfg = resolve(ipr, wanted, module)
         target = dict(cfg, up=True)
         if current is None:
             recreate, in_place = ["create"], []

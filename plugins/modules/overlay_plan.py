@@ -96,54 +96,27 @@ items:
   description:
     - Per module, one entry per item given, in the same order.
     - C(changed) is what the module in check mode reports. C(error) is the message of a check
-      that failed (such an item counts as pending).
+      that failed (such an item counts as pending). C(assumed) says which device the check
+      could only assume an earlier task creates (such an item counts as pending too).
   returned: always
   type: dict
   sample:
     linux_bridge: [{changed: false}]
     vxlan_link: [{changed: true}]
-    bridge_fdb: [{changed: false, error: "dev='vxlan0': no such device"}]
+    bridge_fdb: [{changed: false, assumed: "check mode: dev=vxlan0 does not exist yet; ..."}]
+    ip_neigh: [{changed: false, error: "dev='eth0': is a veth, not a vxlan"}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.overlay.vxlan.plugins.module_utils import (
-    _bridge_fdb,
-    _ip_neigh,
-    _linux_bridge,
-    _netns_veth,
-    _vxlan_link,
-)
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     NetlinkError,
     OverlayError,
     describe_netlink_error,
     require_pyroute2,
 )
-
-# In the order a role applies them; each name is an option of this module and a module.
-RESOURCES = {
-    "linux_bridge": _linux_bridge,
-    "netns_veth": _netns_veth,
-    "vxlan_link": _vxlan_link,
-    "bridge_fdb": _bridge_fdb,
-    "ip_neigh": _ip_neigh,
-}
-
-
-class CheckOnly:
-    """What a module's manage() uses of AnsibleModule, fixed to check mode without diff."""
-
-    check_mode = True
-    _diff = False
-
-    def __init__(self, params: dict):
-        self.params = params
-        self.warnings: list[str] = []
-
-    def warn(self, msg: str) -> None:
-        self.warnings.append(msg)
+from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, Runner
 
 
 def check_item(resource, raw: dict) -> dict:
@@ -152,8 +125,14 @@ def check_item(resource, raw: dict) -> dict:
     validated = ArgumentSpecValidator(**spec).validate(raw)
     if validated.error_messages:
         return {"changed": False, "error": "; ".join(validated.error_messages)}
+    runner = Runner(validated.validated_parameters, check_mode=True)
     try:
-        return {"changed": bool(resource.manage(CheckOnly(validated.validated_parameters))["changed"])}
+        item = {"changed": bool(resource.manage(runner)["changed"])}
+        # A device the module could only assume an earlier task creates: not settled.
+        assumed = [w for w in runner.warnings if w.startswith("check mode:")]
+        if assumed:
+            item["assumed"] = "; ".join(assumed)
+        return item
     except OverlayError as exc:
         return {"changed": False, "error": exc.msg}
     except NetlinkError as exc:
@@ -169,7 +148,7 @@ def main() -> None:
     )
     require_pyroute2(module)
     items = {name: [check_item(resource, raw) for raw in module.params[name]] for name, resource in RESOURCES.items()}
-    pending = any(item["changed"] or "error" in item for checked in items.values() for item in checked)
+    pending = any(item["changed"] or "error" in item or "assumed" in item for checked in items.values() for item in checked)
     module.exit_json(changed=False, pending=pending, items=items)
 
 

@@ -72,6 +72,24 @@ def assert_refused(ns: str, module: str, args: dict, *fragments: str, check: boo
     return result
 
 
+def warning_texts(result: dict) -> list[str]:
+    """A module result's warnings as text (ansible-core 2.19 returns them as event summaries)."""
+    return [w if isinstance(w, str) else w.get("event", {}).get("msg", "") for w in result.get("warnings", [])]
+
+
+def assert_check_assumes_created(ns: str, module: str, args: dict, field: str, name: str) -> dict:
+    """Check mode with a device that an earlier task of the same run creates (a role's order):
+    no failure, a warning naming it, `changed`, and the kernel untouched. The real run refuses
+    the same arguments (assert_refused)."""
+    before = stable_dump(ns)
+    result = run_module(module, args, check=True)
+    assert not result.get("failed"), result
+    assert result["changed"] is True, result
+    assert any("check mode: %s=%s does not exist yet" % (field, name) in w for w in warning_texts(result)), result
+    assert_unchanged(ns, before)
+    return result
+
+
 def run_without_pyroute2(module: str, args: dict, shadow_pyroute2: str = "raise ImportError('No module named pyroute2')\n") -> dict:
     """Run a module in a Python where `import pyroute2` fails, as on a host without it (or, with
     `shadow_pyroute2`, finds that source as its pyroute2)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from _assertions import warning_texts
 from _settled import assert_unchanged, stale_netns_file, state_dump
 from helpers import ip_json, ns_exec, run_module, unique
 from pyroute2 import netns
@@ -399,3 +400,17 @@ def test_namespace_file_that_is_not_a_namespace_is_refused(host, field):
         assert "Traceback" not in result["_stderr"]
         assert_unchanged(before, state_dump(host.name))
         assert vm not in netns.listnetns()
+
+
+def test_check_mode_assumes_a_missing_master_is_created_earlier(host, vmns):
+    """A role creates the bridge first; check mode then has no bridge to look at. It goes on,
+    warns, predicts the pair in that bridge, and creates nothing (the real run refuses it:
+    test_bad_input_fails_cleanly)."""
+    vm = vmns()
+    before = state_dump(host.name)
+    result = run(host, vm, check=True, name="tap1", peer="tap2", master="br9", addresses=["100.0.0.2/24"])
+    assert not result.get("failed") and result["changed"] is True, result
+    assert any("check mode: master=br9 does not exist yet" in w for w in warning_texts(result)), result
+    assert result["diff"]["after"]["veth"]["master"] == "br9", result["diff"]
+    assert_unchanged(before, state_dump(host.name))
+    assert vm not in netns.listnetns()

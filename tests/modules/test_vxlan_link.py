@@ -9,7 +9,7 @@ import json
 import socket
 
 import pytest
-from _assertions import MISSING_NETNS, assert_missing_pyroute2_reported, assert_refused, assert_unchanged, stable_dump
+from _assertions import MISSING_NETNS, assert_check_assumes_created, assert_missing_pyroute2_reported, assert_refused, assert_unchanged, stable_dump
 from helpers import bridge_json, ip_json, ns_exec, run_module
 from pyroute2 import netns as pyroute2_netns
 
@@ -311,6 +311,10 @@ BAD_INPUTS = [
 def test_bad_input_is_refused_and_changes_nothing(vxlan, override, fragments):
     params = {k: v for k, v in dict(NEW, **override).items() if v is not None}
     assert_refused(vxlan.name, "vxlan_link", args(vxlan, **params), *fragments)
+    if override.get("master") == "br9":  # the role creates the bridge first: check mode goes on
+        result = assert_check_assumes_created(vxlan.name, "vxlan_link", args(vxlan, **params), "master", "br9")
+        assert result["diff"]["after"]["master"] == "br9", result["diff"]
+        return
     assert_refused(vxlan.name, "vxlan_link", args(vxlan, **params), *fragments, check=True)
 
 

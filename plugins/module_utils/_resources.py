@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: overlay.vxlan contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The five resource modules' work, by module name, in the order a host is built.
+
+Shared by overlay_plan (each item in check mode), overlay_persist (the wanted state kept on the
+host) and the boot-time restore (_restore.py), so all three run the modules' own manage()
+and never a copy of it. Nothing here imports Ansible: the restore runs at boot without it.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.overlay.vxlan.plugins.module_utils import (
+    _bridge_fdb,
+    _ip_neigh,
+    _linux_bridge,
+    _netns_veth,
+    _vxlan_link,
+)
+
+# Bridges before the veths and vxlan devices enslaved to them; devices before their tables.
+RESOURCES = {
+    "linux_bridge": _linux_bridge,
+    "netns_veth": _netns_veth,
+    "vxlan_link": _vxlan_link,
+    "bridge_fdb": _bridge_fdb,
+    "ip_neigh": _ip_neigh,
+}
+
+
+class Runner:
+    """What a module's manage() uses of AnsibleModule: its parameters, check mode, diff and
+    warnings, for running that manage() outside a module process of its own."""
+
+    _diff = False
+
+    def __init__(self, params: dict, check_mode: bool):
+        self.params = params
+        self.check_mode = check_mode
+        self.warnings: list[str] = []
+
+    def warn(self, msg: str) -> None:
+        self.warnings.append(msg)
+
+
+def describe(name: str, params: dict) -> str:
+    """A short label for one item: 'linux_bridge br1', 'netns_veth ns1/tap1', 'bridge_fdb vxlan0'."""
+    if name == "netns_veth":
+        return "netns_veth %s/%s" % (params.get("namespace"), params.get("name"))
+    return "%s %s" % (name, params.get("name") or params.get("dev"))

@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# Copyright: overlay.vxlan contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bring a host's recorded overlay back, without Ansible: what the boot-time unit runs.
+
+overlay_state writes the wanted state (each module's validated parameters) and the collection's
+module_utils to the host; this applies that state with the modules' own manage(), in build
+order, exactly as the tasks would. Nothing here imports Ansible.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import NetlinkError, OverlayError, describe_netlink_error
+from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, Runner, describe
+
+STATE_FORMAT = 1
+
+
+def apply_state(document: dict, check_mode: bool = False) -> tuple[list[str], list[str]]:
+    """Apply every recorded item; return (what changed, what failed), one line each.
+
+    An item that fails does not stop the others: a host with one broken network still gets the
+    rest of its overlay back (items that depend on the broken one fail with their own message).
+    """
+    changed, failed = [], []
+    resources = document.get("resources", {})
+    for name, resource in RESOURCES.items():
+        for params in resources.get(name, []):
+            label = describe(name, params)
+            try:
+                result = resource.manage(Runner(params, check_mode=check_mode))
+            except OverlayError as exc:
+                failed.append("%s: %s" % (label, exc.msg))
+            except NetlinkError as exc:
+                failed.append("%s: netlink error: %s" % (label, describe_netlink_error(exc)))
+            except OSError as exc:
+                failed.append("%s: %s" % (label, exc))
+            else:
+                if result.get("changed"):
+                    changed.append(label)
+    return changed, failed
+
+
+def main(state_file: str) -> int:
+    with open(state_file, encoding="utf-8") as handle:
+        document = json.load(handle)
+    if document.get("format") != STATE_FORMAT:
+        print("overlay-vxlan-restore: %s has format %r, this code reads %d; run the playbook again"
+              % (state_file, document.get("format"), STATE_FORMAT), file=sys.stderr)
+        return 2
+    changed, failed = apply_state(document)
+    for label in changed:
+        print("overlay-vxlan-restore: restored %s" % label)
+    for line in failed:
+        print("overlay-vxlan-restore: FAILED %s" % line, file=sys.stderr)
+    total = sum(len(items) for items in document.get("resources", {}).values())
+    print("overlay-vxlan-restore: %d item(s), %d restored, %d already as wanted, %d failed"
+          % (total, len(changed), total - len(changed) - len(failed), len(failed)))
+    return 1 if failed else 0
