@@ -81,7 +81,7 @@ class Problems(list):
             return None
         try:
             return func(field, value, *args, **kwargs)
-        except v.InputError as exc:
+        except v.OverlayError as exc:
             self.append("%s: %s" % (who(hosts), exc.msg))
             return None
 
@@ -114,7 +114,8 @@ def _per_host(p: Problems, hosts: dict, var: str, func) -> dict[str, object]:
 
 def _mode(field: str, value) -> str:
     if value not in MODES:
-        raise v.InputError(field, value, "choose one of %s" % ", ".join(MODES))
+        # The words of the vxlan_overlay_params filter, which says the same later in the run.
+        raise v.OverlayError("%s=%s: choose one of %s" % (field, value, ", ".join(MODES)), field, value)
     return value
 
 
@@ -137,16 +138,17 @@ def _networks(p: Problems, hosts: list[str], value) -> tuple[list[dict], set | N
         p.add(hosts, "vxlan_networks", value, "must be a list of networks (name, vni, bridge, vxlan_dev, dstport, group), not %s"
               % type(value).__name__)
         return [], None
-    result, seen, declared = [], defaultdict(list), set()
+    result, seen, declared, unnamed = [], defaultdict(list), set(), False
     for index, net in enumerate(value):
         field = "vxlan_networks[%d]" % index
+        name = p.check(hosts, v._require_text, field + ".name", net.get("name")) if isinstance(net, dict) else None
         if not isinstance(net, dict):
             p.add(hosts, field, net, "must be a dict with name, vni, bridge, vxlan_dev, dstport, group")
+        if name is None:
+            unnamed = True  # endpoints may be on it: none is reported as on an unknown network
             continue
-        name = p.check(hosts, v._require_text, field + ".name", net.get("name"))
-        if name:
-            field += " (%s)" % name
-            declared.add(name)
+        field += " (%s)" % name
+        declared.add(name)
         entry = {
             "name": name,
             "vni": p.check(hosts, v.vni, field + ".vni", net.get("vni")),
@@ -176,7 +178,7 @@ def _networks(p: Problems, hosts: list[str], value) -> tuple[list[dict], set | N
             duplicated.add(index)
     # A second network with the same name or devices is left out of the map (reported above).
     result = [net for net in result if net["index"] not in duplicated]
-    return result, declared
+    return result, None if unnamed else declared
 
 
 # --- endpoints ----------------------------------------------------------------------------------
@@ -216,6 +218,7 @@ def _endpoints(p: Problems, host: str, value, networks: dict, declared: set | No
         mac = endpoint.get("mac")
         if mac is not None:
             view["mac"] = p.check([host], v.mac, field + ".mac", mac)
+            view["given_mac"] = mac
         elif view["address"] is not None and view["network"] is not None:
             view["mac"] = vm_mac(view["address"], view["network"])
         else:
@@ -224,7 +227,8 @@ def _endpoints(p: Problems, host: str, value, networks: dict, declared: set | No
             continue
         # Two endpoints of one host cannot share a host-side link, nor a VM link in one namespace,
         # and a host-side link cannot take the name of a bridge, VXLAN or underlay device.
-        for kind, slot, name in (("host_if", "host_if", view["host_if"]), ("vm_if", (view["namespace"], view["vm_if"]), view["vm_if"])):
+        for kind, slot, name in (("host_if", ("host_if", view["host_if"]), view["host_if"]),
+                                ("vm_if", ("vm_if", view["namespace"], view["vm_if"]), view["vm_if"])):
             if slot in local:
                 p.add([host], "%s.%s" % (field, kind), name, "already used by %s on this host" % local[slot])
             elif kind == "host_if" and name in reserved:
@@ -238,18 +242,24 @@ def _endpoints(p: Problems, host: str, value, networks: dict, declared: set | No
 
 def _unique_endpoints(p: Problems, endpoints: list[dict]) -> None:
     """VM addresses and MACs (given or derived) are unique within each network, across all hosts."""
-    for label, key in (("address", "ip"), ("MAC", "mac")):
+    reported = set()
+    for key in ("ip", "mac"):
         users = defaultdict(list)
         for endpoint in endpoints:
             users[(endpoint["network"], endpoint[key])].append(endpoint)
         for (network, value), same in users.items():
-            if len(same) > 1:
-                first = same[0]
-                for other in same[1:]:
-                    field = "%s.%s" % (other["field"], "mac" if key == "mac" else "address")
-                    shown = other["mac"] if key == "mac" else other["address"]
-                    p.add([other["host"]], field, shown, "network %s: VM %s %s is also %s's %s" % (
-                        network, label, value, first["host"], first["field"]))
+            first = same[0]
+            for other in same[1:]:
+                if key == "ip":
+                    reported.add(id(other))
+                    p.add([other["host"]], other["field"] + ".address", other["address"], "network %s: VM address %s is also %s's %s"
+                          % (network, value, first["host"], first["field"]))
+                elif "given_mac" in other:
+                    p.add([other["host"]], other["field"] + ".mac", other["given_mac"], "network %s: VM MAC %s is also %s's %s"
+                          % (network, value, first["host"], first["field"]))
+                elif id(other) not in reported:  # derived from the address: name what the inventory says
+                    p.add([other["host"]], other["field"] + ".address", other["address"], "network %s: its derived MAC %s is also "
+                          "%s's %s; give one of them a mac" % (network, value, first["host"], first["field"]))
 
 
 def _subnets(p: Problems, network: str, endpoints: list[dict]) -> None:
@@ -266,6 +276,10 @@ def _subnets(p: Problems, network: str, endpoints: list[dict]) -> None:
         if iface.version == 4 and iface.network.prefixlen < 31 and iface.ip in (iface.network.network_address,
                                                                                  iface.network.broadcast_address):
             p.add([e["host"]], e["field"] + ".address", e["address"], "is the network or broadcast address of %s" % subnet)
+
+
+def _ip_key(ip: str):
+    return v.ip_version(ip), ipaddress.ip_address(ip)  # mixed families (already a problem) still sort
 
 
 # --- the whole overlay --------------------------------------------------------------------------
@@ -359,7 +373,7 @@ def build(hosts: dict[str, dict]) -> tuple[dict, list[str]]:
         overlay_map["networks"][net["name"]] = {
             "name": net["name"], "vni": net["vni"], "bridge": net["bridge"], "vxlan_dev": net["vxlan_dev"], "dstport": net["dstport"],
             "group": net["group"], "family": version, "subnet": Counter(e["subnet"] for e in mine).most_common(1)[0][0] if mine else None,
-            "vteps": sorted({underlay[h] for h in carriers}, key=ipaddress.ip_address),
+            "vteps": sorted({underlay[h] for h in carriers}, key=_ip_key),
             "endpoints": [{"host": e["host"], "vtep": underlay.get(e["host"]), "network": e["network"], "namespace": e["namespace"],
                            "host_if": e["host_if"], "vm_if": e["vm_if"], "address": e["address"], "ip": e["ip"], "mac": e["mac"]}
                           for e in mine],
@@ -378,7 +392,7 @@ def host_share(overlay_map: dict, host: str) -> list[dict]:
         if not mine:
             continue
         remote = sorted((e for e in net["endpoints"] if e["host"] != host), key=lambda e: e["host"])
-        peers = sorted({e["vtep"] for e in remote}, key=ipaddress.ip_address)
+        peers = sorted({e["vtep"] for e in remote}, key=_ip_key)
         result.append({
             "name": net["name"], "vni": net["vni"], "bridge": net["bridge"], "vxlan_dev": net["vxlan_dev"], "dstport": net["dstport"],
             "group": net["group"], "local": local, "endpoints": mine, "remote_endpoints": remote,
