@@ -11,12 +11,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from jinja2 import Undefined
+
 from ansible_collections.overlay.vxlan.plugins.module_utils import _overlay_map as overlay_map
+
+
+class _NotEvaluated(Exception):
+    pass
+
+
+def _undefined_reason(value) -> str:
+    # ansible-core 2.19 hands a filter an undefined value (a Marker) instead of raising; its
+    # message names the variable.
+    for read in (lambda: value._as_message(), lambda: value._undefined_message):
+        try:
+            return str(read())
+        except Exception:  # noqa: BLE001, S112 - try the next way of reading it
+            continue
+    return "an undefined value"
 
 
 def _plain(value):
     """Ansible's (lazy, tagged) containers and strings as plain Python values. Iterating
     evaluates every template inside, so an undefined variable surfaces here, per variable."""
+    if isinstance(value, Undefined):
+        raise _NotEvaluated(_undefined_reason(value))
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

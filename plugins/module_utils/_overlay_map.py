@@ -215,20 +215,22 @@ def _endpoints(p: Problems, host: str, value, networks: dict, declared: set | No
                 p.add([host], field + ".network", view["network"], "no such network in vxlan_networks (it has %s)"
                       % (", ".join(sorted(declared)) or "none"))
             view["network"] = None  # unknown, or a network already reported as invalid
+        if view["network"] is None or view["address"] is None:
+            continue  # cannot be placed in a network; what is wrong with it has been said
+        # An endpoint with other bad fields stays for the checks across endpoints (subnet,
+        # duplicates), so every problem of the inventory is listed at once.
         mac = endpoint.get("mac")
         if mac is not None:
             view["mac"] = p.check([host], v.mac, field + ".mac", mac)
             view["given_mac"] = mac
-        elif view["address"] is not None and view["network"] is not None:
-            view["mac"] = vm_mac(view["address"], view["network"])
         else:
-            view["mac"] = None
-        if None in view.values():
-            continue
+            view["mac"] = vm_mac(view["address"], view["network"])
         # Two endpoints of one host cannot share a host-side link, nor a VM link in one namespace,
         # and a host-side link cannot take the name of a bridge, VXLAN or underlay device.
         for kind, slot, name in (("host_if", ("host_if", view["host_if"]), view["host_if"]),
                                 ("vm_if", ("vm_if", view["namespace"], view["vm_if"]), view["vm_if"])):
+            if name is None or (kind == "vm_if" and view["namespace"] is None):
+                continue
             if slot in local:
                 p.add([host], "%s.%s" % (field, kind), name, "already used by %s on this host" % local[slot])
             elif kind == "host_if" and name in reserved:
@@ -246,7 +248,8 @@ def _unique_endpoints(p: Problems, endpoints: list[dict]) -> None:
     for key in ("ip", "mac"):
         users = defaultdict(list)
         for endpoint in endpoints:
-            users[(endpoint["network"], endpoint[key])].append(endpoint)
+            if endpoint[key] is not None:
+                users[(endpoint["network"], endpoint[key])].append(endpoint)
         for (network, value), same in users.items():
             first = same[0]
             for other in same[1:]:

@@ -261,3 +261,15 @@ def test_a_thousand_hosts_are_checked_in_well_under_a_second():
     elapsed = time.perf_counter() - start
     assert problems == [] and len(overlay_map["networks"]["blue"]["endpoints"]) == 1000
     assert elapsed < 1.0, elapsed
+
+
+def test_an_endpoint_with_a_bad_field_is_still_checked_against_the_others():
+    hosts = source_hosts()
+    hosts["h3"]["vxlan_endpoints"] = [vm(3, address="10.0.0.4/24", mac="FF:FF:FF:FF:FF:FF", vm_if="")]
+    hosts["h2"]["vxlan_endpoints"] = [vm(1, host_if="x" * 16)]
+    problems = problems_of(hosts)
+    assert len(problems) == 5, problems
+    for text in ("host h3: vxlan_endpoints[0].vm_if='': is empty", "host h3: vxlan_endpoints[0].mac='FF:FF:FF:FF:FF:FF'",
+                 "host h3: vxlan_endpoints[0].address='10.0.0.4/24': is outside", "host h2: vxlan_endpoints[0].host_if='xxxxxxxxxxxxxxxx'",
+                 "host h2: vxlan_endpoints[0].address='100.0.0.2/24': network blue: VM address 100.0.0.2 is also h1's"):
+        assert any(text in problem for problem in problems), text
