@@ -146,6 +146,9 @@ CASES = {
 }
 
 
+HOST_CASES = ("mtu 9000 on a 1500 underlay", "underlay device missing on one host", "underlay address not on the host")
+
+
 def override_inventory(path, host_vars: dict) -> list[str]:
     """A second inventory source whose host variables win over inventories/lab's."""
     if not host_vars:
@@ -169,6 +172,9 @@ def test_bad_inventory_fails_before_any_host_changes(converged, tmp_path, case):
         assert play not in proc.stdout, proc.stdout[-3000:]
     stats = recap(proc.stdout)
     assert stats and all(s["changed"] == 0 for s in stats.values()), proc.stdout[-2000:]
+    # An inventory problem is found on the controller: no host is even contacted.
+    host_read = "TASK [Read each host's interfaces]" in proc.stdout
+    assert host_read == (case in HOST_CASES), proc.stdout[-3000:]
     assert lab_state(lab) == before
 
 
