@@ -19,9 +19,11 @@ options:
       - The sections to read. V(bridges), V(vxlan) and V(veth) are the links of O(netns) of that
         kind; V(namespaces) are the named namespaces under C(/run/netns) with their interfaces;
         V(fdb) and V(neigh) are the tables of the devices in O(dev).
+      - V(interfaces) (not read by default) is every link of O(netns) itself, whatever its kind,
+        with its MTU and addresses; playbooks/validate.yml checks the underlay device with it.
     type: list
     elements: str
-    choices: [bridges, vxlan, veth, namespaces, fdb, neigh]
+    choices: [bridges, vxlan, veth, namespaces, fdb, neigh, interfaces]
     default: [bridges, vxlan, veth, namespaces, fdb, neigh]
   dev:
     description:
@@ -120,6 +122,14 @@ neigh:
   returned: when gathered
   type: dict
   sample: {vxlan0: {permanent: [{ip: 100.0.0.3, lladdr: "36:ae:ed:9d:22:aa"}], other: []}}
+interfaces:
+  description:
+    - Every interface of O(netns) by name (kind, MAC, MTU, up, addresses without IPv6 link-local
+      ones), in the form of the interfaces of RV(namespaces).
+  returned: when gathered
+  type: dict
+  sample:
+    eth0: {name: eth0, kind: veth, mac: "02:fa:c0:a8:01:02", mtu: 1500, up: true, addresses: [192.168.1.2/24]}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -139,6 +149,8 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
 )
 
 SECTIONS = ["bridges", "vxlan", "veth", "namespaces", "fdb", "neigh"]
+# Read only when asked for: the default result stays what it always was.
+EXTRA_SECTIONS = ["interfaces"]
 NUD_ALL = 0xFF
 
 
@@ -229,7 +241,7 @@ def read_tables(netns, gather, targets, by_name, names) -> dict:
 def manage(module) -> dict:
     params = module.params
     netns = v.netns_name("netns", params["netns"]) if params["netns"] is not None else None
-    gather = [section for section in SECTIONS if section in params["gather"]]
+    gather = [section for section in SECTIONS + EXTRA_SECTIONS if section in params["gather"]]
     devs = None
     if params["dev"] is not None:
         devs = [links.ifname("dev[%d]" % index, dev) for index, dev in enumerate(params["dev"])]
@@ -251,6 +263,8 @@ def manage(module) -> dict:
             result["vxlan"] = {name: links.vxlan_state(link, names) for name, link in sorted(by_name.items()) if link_kind(link) == "vxlan"}
         if "veth" in gather:
             result["veth"] = dict(sorted(read_veth(ipr, all_links, names, spaces).items()))
+        if "interfaces" in gather:
+            result["interfaces"] = {name: links.interface_state(ipr, link) for name, link in sorted(by_name.items())}
     if "namespaces" in gather:
         result["namespaces"] = read_namespaces(spaces)
     if "fdb" in gather or "neigh" in gather:
@@ -262,7 +276,7 @@ def manage(module) -> dict:
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            gather=dict(type="list", elements="str", choices=SECTIONS, default=list(SECTIONS)),
+            gather=dict(type="list", elements="str", choices=SECTIONS + EXTRA_SECTIONS, default=list(SECTIONS)),
             dev=dict(type="list", elements="str"),
             netns=dict(type="str"),
         ),

@@ -171,3 +171,14 @@ def test_namespace_files_that_are_not_namespaces(ns):
         assert result.get("failed") is True and result["changed"] is False, result
         assert "netns=%r: cannot be entered" % stale in result["msg"], result["msg"]
         assert "Traceback" not in result["_stderr"]
+
+
+def test_interfaces_are_read_only_when_asked_for(underlay):
+    """gather=[interfaces]: every link of the namespace itself, as validate.yml checks the underlay with."""
+    assert "interfaces" not in info(underlay.name)
+    result = info(underlay.name, check=True, gather=["interfaces"])
+    assert set(result) & {"bridges", "vxlan", "veth", "namespaces", "fdb", "neigh", "interfaces"} == {"interfaces"}
+    eth0 = result["interfaces"]["eth0"]
+    assert eth0 == {"name": "eth0", "kind": "veth", "mac": ip_link(underlay.name, "eth0")["address"], "mtu": 1500, "up": True,
+                    "addresses": ["192.168.1.2/24"]}
+    assert sorted(result["interfaces"]) == sorted(link["ifname"] for link in ip_json(underlay.name, "link"))
