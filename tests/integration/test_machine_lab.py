@@ -86,7 +86,7 @@ def test_ansible_reaches_every_machine_over_ssh_with_its_own_python(machines):
 
 
 def test_systemd_is_pid1_and_the_system_is_up(machines):
-    for host, ip in machines.hosts.items():
+    for host in machines.hosts:
         assert machines.nsenter(host, "cat", "/proc/1/comm").stdout.strip() == "systemd"
         state = machines.nsenter(host, "timeout", "30", "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
         failed = machines.nsenter(host, "systemctl", "--failed", "--no-legend", check=False).stdout

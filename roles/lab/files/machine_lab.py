@@ -437,8 +437,8 @@ def cmd_up(args) -> None:
     result["changed"] |= ensure_fabric_address(args.lab, args.bridge, args.fabric_ip)
 
     running = supervisors(args.lab)
-    for host in sorted(set(running) | {p.name for p in (base / "hosts").glob("*")} - set(hosts)):
-        stop_machine(args, host, running.get(host))  # left the inventory
+    for host in sorted((set(running) | {p.name for p in (base / "hosts").glob("*")}) - set(hosts)):
+        stop_machine(args, host, running.pop(host, None))  # left the inventory
         shutil.rmtree(host_state(args, host), ignore_errors=True)
         result["stopped"].append(host)
         result["changed"] = True
