@@ -309,7 +309,6 @@ def nspawn_argv(lab_name: str, host: str, cfg: dict) -> list[str]:
 def cmd_supervise(args) -> None:
     """Run one machine until it powers off, is killed, or this process gets SIGTERM; a guest
     reboot (exit 133) starts it again on a fresh network namespace and fresh cgroups."""
-    cfg = json.loads((host_state(args, args.host) / "machine.json").read_text())
     paths = cgroups(args.lab, args.host)
     stopping = {"flag": False, "child": None}
 
@@ -322,6 +321,8 @@ def cmd_supervise(args) -> None:
     env = dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
     boots = 0
     while not stopping["flag"]:
+        # Read on every boot: a lab.yml that changed the image or address takes effect at reboot.
+        cfg = json.loads((host_state(args, args.host) / "machine.json").read_text())
         kill_cgroups(paths)
         remove_cgroups(paths)
         make_cgroups(paths)
@@ -427,6 +428,12 @@ def stop_machine(args, host: str, pid: int | None) -> None:
 def cmd_up(args) -> None:
     hosts = json.loads(args.hosts)  # {host: "ip/prefix"}
     base = state_dir(args)
+    # The image is found by its id, not handed over by the image task: check mode (which skips
+    # both commands) then templates nothing from a result that does not exist.
+    root = Path(args.cache) / image_id(args.suite, args.packages.split(",")) / "root"
+    if not (root.parent / "image.json").is_file():
+        emit({"changed": False, "failed": True, "msg": "no root image at %s (run the image step)" % root.parent})
+        sys.exit(1)
     result = {"changed": False, "started": [], "stopped": [], "running": [], "state_dir": str(base)}
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o700)
@@ -448,7 +455,7 @@ def cmd_up(args) -> None:
         changed, pub = prepare_layer(args, host, cidr.split("/")[0], client_pub)
         result["changed"] |= changed
         known.append("%s %s %s\n" % (cidr.split("/")[0], pub[0], pub[1]))
-        cfg = {"root": args.root, "upper": str(host_state(args, host) / "upper"), "cidr": cidr, "dev": args.dev}
+        cfg = {"root": str(root), "upper": str(host_state(args, host) / "upper"), "cidr": cidr, "dev": args.dev}
         result["changed"] |= write_if_changed(host_state(args, host) / "machine.json", json.dumps(cfg, sort_keys=True) + "\n")
     result["changed"] |= write_if_changed(base / "known_hosts", "".join(known))
 
@@ -532,7 +539,9 @@ def main() -> None:
             cmd.add_argument("--host", required=True)
         if name == "up":
             cmd.add_argument("--hosts", required=True, help='JSON {"h1": "192.168.1.2/24"}')
-            cmd.add_argument("--root", required=True)
+            cmd.add_argument("--cache", required=True, help="the image cache (see image)")
+            cmd.add_argument("--suite", default="bookworm")
+            cmd.add_argument("--packages", required=True, help="comma-separated, as for image")
             cmd.add_argument("--dev", default="eth0")
             cmd.add_argument("--bridge", default="underlay0")
             cmd.add_argument("--fabric-ip", required=True, help="address/prefix on the fabric bridge")
