@@ -1,6 +1,6 @@
 """A running machine lab (booted Debian containers reached over SSH) for tests of any scope.
 
-    from machine_fixtures import running_machine_lab
+    from machine_fixtures import running_machine_lab   # or the fixture `machine_lab` (module scope)
 
     @pytest.fixture(scope="module")
     def machines(tmp_path_factory):
@@ -20,6 +20,7 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from lab_fixtures import ROOT, Lab, inventory_hosts, unique_lab_name
 
 MACHINE_INVENTORY = ROOT / "inventories" / "machines"
@@ -129,3 +130,10 @@ def running_machine_lab(name: str | None = None):
         left = {k: v for k, v in lab.leftovers().items() if v}
         if proc.returncode != 0 or left:
             raise AssertionError("machine lab %s not removed (rc=%d): %s\n%s" % (lab.name, proc.returncode, left, proc.stdout[-3000:]))
+
+
+@pytest.fixture(scope="module")
+def machine_lab():
+    """A running machine lab (h1 h2 h3 ctl) shared by a module's tests, destroyed at the end."""
+    with running_machine_lab() as lab:
+        yield lab

@@ -25,7 +25,7 @@ for _name in ("lab_fixtures", "machine_fixtures"):
     if _name not in sys.modules:
         pytest.register_assert_rewrite(_name)
 
-from lab_fixtures import recap, root_netns_snapshot, underlay_mac  # noqa: E402
+from lab_fixtures import LAB_PLAYBOOK, recap, root_netns_snapshot, underlay_mac  # noqa: E402
 from machine_fixtures import MachineLab, running_machine_lab  # noqa: E402
 
 TIMES: dict[str, float] = {}
@@ -150,6 +150,9 @@ def test_a_dead_machine_is_started_again(machines):
     while "h3" in machines.supervisors() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "h3" not in machines.supervisors(), "the supervisor should give up on a killed machine"
+    # check mode sees it, and starts nothing
+    assert recap(machines.playbook(LAB_PLAYBOOK, "--check").stdout)["localhost"]["changed"] > 0
+    assert "h3" not in machines.supervisors()
     proc = machines.create()
     assert recap(proc.stdout)["localhost"]["changed"] > 0
     assert "h3" in machines.supervisors()

@@ -39,6 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CGROUP_TREES = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
 CGROUP_DIR = "overlay-lab"
+CHECK = {"mode": False}  # --check: report what would change, change nothing
 REBOOT_EXIT = 133  # systemd-nspawn's exit status when the guest asked for a reboot
 IMAGE_RECIPE = 1   # bump when the image preparation below changes: gives a new image id
 
@@ -76,8 +77,8 @@ def cmd_image(args) -> None:
     ident = image_id(args.suite, packages)
     final = Path(args.cache) / ident
     result = {"changed": False, "id": ident, "path": str(final), "root": str(final / "root")}
-    if (final / "image.json").is_file():
-        emit(result)
+    if (final / "image.json").is_file() or CHECK["mode"]:
+        emit(dict(result, changed=not (final / "image.json").is_file()))
         return
     Path(args.cache).mkdir(parents=True, exist_ok=True)
     # One builder per cache; a second one waits, then finds the image made.
@@ -351,6 +352,8 @@ def cmd_supervise(args) -> None:
 def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
     if path.is_file() and path.read_text() == text:
         return False
+    if CHECK["mode"]:
+        return True
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -362,6 +365,8 @@ def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
 def ssh_keygen(path: Path, comment: str) -> bool:
     if path.is_file() and path.with_name(path.name + ".pub").is_file():
         return False
+    if CHECK["mode"]:
+        return True
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in (path, path.with_name(path.name + ".pub")):
         if stale.exists():
@@ -376,11 +381,13 @@ def prepare_layer(args, host: str, ip: str, client_pub: str) -> tuple[bool, str]
     upper = host_state(args, host) / "upper"
     changed = ssh_keygen(upper / "etc" / "ssh" / "ssh_host_ed25519_key", "root@%s" % host)
     changed |= write_if_changed(upper / "root" / ".ssh" / "authorized_keys", client_pub, 0o600)
-    (upper / "root" / ".ssh").chmod(0o700)
+    if not CHECK["mode"]:
+        (upper / "root" / ".ssh").chmod(0o700)
     if not (upper / "etc" / "machine-id").is_file():
         changed |= write_if_changed(upper / "etc" / "machine-id", uuid.uuid4().hex + "\n", 0o444)
     changed |= write_if_changed(upper / "etc" / "hostname", host + "\n")
-    return changed, (upper / "etc" / "ssh" / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    pub = upper / "etc" / "ssh" / "ssh_host_ed25519_key.pub"
+    return changed, pub.read_text().split()[:2] if pub.is_file() else ["?", "?"]
 
 
 def ensure_fabric_address(lab_name: str, bridge: str, address: str) -> bool:
@@ -388,6 +395,8 @@ def ensure_fabric_address(lab_name: str, bridge: str, address: str) -> bool:
     from pyroute2 import IPRoute
 
     ip, prefix = address.split("/")
+    if CHECK["mode"] and not lab.is_pinned(lab.fabric_pin(lab_name), lab.mounts()):
+        return True  # the lab itself is still to be made
     ipr = IPRoute(fileno=lab.netlink_socket(lab.fabric_pin(lab_name)))
     try:
         index = ipr.link_lookup(ifname=bridge)
@@ -396,6 +405,8 @@ def ensure_fabric_address(lab_name: str, bridge: str, address: str) -> bool:
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.addr("dump", index=index[0])}
         if (ip, int(prefix)) in have:
             return False
+        if CHECK["mode"]:
+            return True
         ipr.addr("add", index=index[0], address=ip, prefixlen=int(prefix))
         return True
     finally:
@@ -432,21 +443,26 @@ def cmd_up(args) -> None:
     # both commands) then templates nothing from a result that does not exist.
     root = Path(args.cache) / image_id(args.suite, args.packages.split(",")) / "root"
     if not (root.parent / "image.json").is_file():
+        if CHECK["mode"]:  # the image step would build it first
+            emit({"changed": True, "msg": "no root image yet at %s" % root.parent})
+            return
         emit({"changed": False, "failed": True, "msg": "no root image at %s (run the image step)" % root.parent})
         sys.exit(1)
     result = {"changed": False, "started": [], "stopped": [], "running": [], "state_dir": str(base)}
-    base.mkdir(parents=True, exist_ok=True)
-    base.chmod(0o700)
+    if not CHECK["mode"]:
+        base.mkdir(parents=True, exist_ok=True)
+        base.chmod(0o700)
     key = base / "id_ed25519"
     result["changed"] |= ssh_keygen(key, "overlay-vxlan-lab@%s" % args.lab)
-    client_pub = key.with_name("id_ed25519.pub").read_text()
+    client_pub = key.with_name("id_ed25519.pub").read_text() if key.with_name("id_ed25519.pub").is_file() else ""
     result["changed"] |= write_if_changed(base / "ssh_relay.py", (HERE / "ssh_relay.py").read_text(), 0o755)
     result["changed"] |= ensure_fabric_address(args.lab, args.bridge, args.fabric_ip)
 
     running = supervisors(args.lab)
     for host in sorted((set(running) | {p.name for p in (base / "hosts").glob("*")}) - set(hosts)):
-        stop_machine(args, host, running.pop(host, None))  # left the inventory
-        shutil.rmtree(host_state(args, host), ignore_errors=True)
+        if not CHECK["mode"]:
+            stop_machine(args, host, running.pop(host, None))  # left the inventory
+            shutil.rmtree(host_state(args, host), ignore_errors=True)
         result["stopped"].append(host)
         result["changed"] = True
 
@@ -463,17 +479,19 @@ def cmd_up(args) -> None:
         if host in running:
             result["running"].append(host)
             continue
+        result["started"].append(host)
+        result["changed"] = True
+        if CHECK["mode"]:
+            continue
         stop_machine(args, host, None)  # a machine whose supervisor died: clear what it left
         log = open(host_state(args, host) / "console.log", "ab")
         subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "supervise", "--lab", args.lab,
                           "--host", host, "--state", args.state], stdin=subprocess.DEVNULL, stdout=log,
                          stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
         log.close()
-        result["started"].append(host)
-        result["changed"] = True
 
     deadline = time.monotonic() + args.timeout
-    waiting = {host: hosts[host].split("/")[0] for host in result["started"]}
+    waiting = {} if CHECK["mode"] else {host: hosts[host].split("/")[0] for host in result["started"]}
     started = time.monotonic()
     while waiting:
         for host in [h for h, ip in waiting.items() if ssh_ready(args.lab, ip)]:
@@ -500,6 +518,9 @@ def cmd_down(args) -> None:
         if tree.is_dir():
             hosts |= {p.name for p in tree.iterdir() if p.is_dir()}
     changed = bool(hosts) or base.exists() or any(p.exists() for p in top)
+    if CHECK["mode"]:
+        emit({"changed": changed, "machines": sorted(hosts), "killed": []})
+        return
     killed = []
     for pid in running.values():  # all supervisors first: none may restart a machine we kill
         try:
@@ -517,7 +538,8 @@ def cmd_down(args) -> None:
 def cmd_image_remove(args) -> None:
     cache = Path(args.cache)
     images = sorted(p.name for p in cache.iterdir()) if cache.is_dir() else []
-    shutil.rmtree(cache, ignore_errors=True)
+    if not CHECK["mode"]:
+        shutil.rmtree(cache, ignore_errors=True)
     emit({"changed": bool(images), "removed": images})
 
 
@@ -546,7 +568,11 @@ def main() -> None:
             cmd.add_argument("--bridge", default="underlay0")
             cmd.add_argument("--fabric-ip", required=True, help="address/prefix on the fabric bridge")
             cmd.add_argument("--timeout", type=float, default=60)
+    for cmd in sub.choices.values():
+        cmd.add_argument("--check", action=argparse.BooleanOptionalAction, default=False,
+                         help="report what would change, change nothing (Ansible's check mode)")
     args = parser.parse_args()
+    CHECK["mode"] = args.check
     if getattr(args, "lab", None) is not None and not lab.valid_name(args.lab):
         parser.error("bad lab name %r" % args.lab)
     {"image": cmd_image, "image-remove": cmd_image_remove, "up": cmd_up, "down": cmd_down,
