@@ -424,6 +424,14 @@ def ssh_ready(lab_name: str, ip: str) -> bool:
     return lab._in_namespace(lab.fabric_pin(lab_name), lab.CLONE_NEWNET, probe)
 
 
+def in_own_netns(lab_name: str, host: str) -> bool:
+    """False if the machine's processes live in another network namespace than the host's pin
+    (True while none is there yet: booting)."""
+    pin = lab.ns_ids([lab.host_pins(lab_name, host)["net"]])
+    seen = lab.ns_ids("/proc/%d/ns/net" % pid for pid in cgroup_pids([cgroups(lab_name, host)[0] / "payload"]))
+    return not seen or bool(seen & pin)
+
+
 def stop_machine(args, host: str, pid: int | None) -> None:
     if pid:
         try:
@@ -476,7 +484,12 @@ def cmd_up(args) -> None:
     result["changed"] |= write_if_changed(base / "known_hosts", "".join(known))
 
     for host in sorted(hosts):
-        if host in running:
+        if host in running and not in_own_netns(args.lab, host):
+            # lab_host made this host's namespaces again: the container sits in the old one
+            if not CHECK["mode"]:
+                stop_machine(args, host, running.pop(host))
+            result["stopped"].append(host)
+        elif host in running:
             result["running"].append(host)
             continue
         result["started"].append(host)
