@@ -39,7 +39,7 @@ class MachineLab(Lab):
         return [Path(tree, "overlay-lab", self.name, *([host] if host else [])) for tree in CGROUP_TREES]
 
     def exists(self) -> bool:
-        return super().exists() or self.state.exists() or any(p.exists() for p in self.cgroups())
+        return super().exists() or self.state.exists() or any(p.exists() for p in self.cgroups()) or bool(self.supervisors())
 
     def ssh(self, host: str, command: str, check: bool = True, timeout: int = 60) -> subprocess.CompletedProcess:
         """One command on a machine over SSH, the way the inventory connects."""
@@ -126,10 +126,13 @@ def running_machine_lab(name: str | None = None):
         lab.build = lab.create()
         yield lab
     finally:
-        proc = lab.destroy(check=False)
+        proc = None
+        if lab.exists() or any(lab.leftovers().values()):  # a test may have destroyed it already
+            proc = lab.destroy(check=False)
         left = {k: v for k, v in lab.leftovers().items() if v}
-        if proc.returncode != 0 or left:
-            raise AssertionError("machine lab %s not removed (rc=%d): %s\n%s" % (lab.name, proc.returncode, left, proc.stdout[-3000:]))
+        if (proc is not None and proc.returncode != 0) or left:
+            raise AssertionError("machine lab %s not removed (rc=%s): %s\n%s" % (
+                lab.name, proc and proc.returncode, left, proc.stdout[-3000:] if proc else ""))
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ which is why it lives in the role's files and not in plugins/. Every subcommand 
   up         keys, upper dirs, one supervisor per machine; wait until each answers on port 22
   down       kill supervisors and containers, remove cgroups and files (found by convention)
   supervise  internal: runs one machine, restarts it when the guest reboots (exit 133)
+  fresh-netns  internal: a new network namespace for the next boot (see fresh_netns)
 
 Conventions (destroy finds everything by them, recorded state or not):
   STATE/<lab>/                       keys, known_hosts, ssh_relay.py; STATE=/var/lib/overlay-vxlan-lab
@@ -295,6 +296,11 @@ def fresh_netns(lab_name: str, host: str, cfg: dict) -> None:
             os.unlink(fresh)
 
 
+def cmd_fresh_netns(args) -> None:
+    cfg = json.loads((host_state(args, args.host) / "machine.json").read_text())
+    fresh_netns(args.lab, args.host, cfg)
+
+
 # --- one machine: the supervisor -----------------------------------------------------------------
 
 def nspawn_argv(lab_name: str, host: str, cfg: dict) -> list[str]:
@@ -327,7 +333,9 @@ def cmd_supervise(args) -> None:
         kill_cgroups(paths)
         remove_cgroups(paths)
         make_cgroups(paths)
-        fresh_netns(args.lab, args.host, cfg)
+        # In a child: pyroute2 would stay resident in this long-lived process (~15 MiB each).
+        run(sys.executable, Path(__file__).resolve(), "fresh-netns", "--lab", args.lab, "--host", args.host,
+            "--state", args.state)
         boots += 1
         print("%s: boot %d of %s" % (time.strftime("%F %T"), boots, args.host), flush=True)
 
@@ -566,11 +574,11 @@ def main() -> None:
     image.add_argument("--packages", required=True, help="comma-separated")
     remove = sub.add_parser("image-remove")
     remove.add_argument("--cache", required=True)
-    for name in ("up", "down", "supervise"):
+    for name in ("up", "down", "supervise", "fresh-netns"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--lab", required=True)
         cmd.add_argument("--state", default="/var/lib/overlay-vxlan-lab")
-        if name == "supervise":
+        if name in ("supervise", "fresh-netns"):
             cmd.add_argument("--host", required=True)
         if name == "up":
             cmd.add_argument("--hosts", required=True, help='JSON {"h1": "192.168.1.2/24"}')
@@ -589,7 +597,7 @@ def main() -> None:
     if getattr(args, "lab", None) is not None and not lab.valid_name(args.lab):
         parser.error("bad lab name %r" % args.lab)
     {"image": cmd_image, "image-remove": cmd_image_remove, "up": cmd_up, "down": cmd_down,
-     "supervise": cmd_supervise}[args.command](args)
+     "supervise": cmd_supervise, "fresh-netns": cmd_fresh_netns}[args.command](args)
 
 
 if __name__ == "__main__":
