@@ -473,6 +473,12 @@ def cmd_up(args) -> None:
     client_pub = key.with_name("id_ed25519.pub").read_text() if key.with_name("id_ed25519.pub").is_file() else ""
     result["changed"] |= write_if_changed(base / "ssh_relay.py", (HERE / "ssh_relay.py").read_text(), 0o755)
     result["changed"] |= ensure_fabric_address(args.lab, args.bridge, args.fabric_ip)
+    # A container cannot load kernel modules, and its first `ip link add type vxlan` would fail
+    # on a machine where nothing loaded them yet (no device is made by loading them).
+    for module in ("vxlan", "bridge", "veth"):
+        if not os.path.isdir("/sys/module/" + module) and shutil.which("modprobe") and not CHECK["mode"]:
+            loaded = run("modprobe", "-q", module, check=False).returncode == 0 and os.path.isdir("/sys/module/" + module)
+            result["changed"] |= loaded
 
     running = supervisors(args.lab)
     for host in sorted((set(running) | {p.name for p in (base / "hosts").glob("*")}) - set(hosts)):
