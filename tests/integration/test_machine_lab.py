@@ -25,8 +25,16 @@ for _name in ("lab_fixtures", "machine_fixtures"):
     if _name not in sys.modules:
         pytest.register_assert_rewrite(_name)
 
-from lab_fixtures import LAB_PLAYBOOK, recap, root_netns_snapshot, underlay_mac  # noqa: E402
-from machine_fixtures import MachineLab, running_machine_lab  # noqa: E402
+from lab_fixtures import (  # noqa: E402
+    ANSIBLE_PLAYBOOK,
+    LAB_PLAYBOOK,
+    ROOT,
+    recap,
+    root_netns_snapshot,
+    underlay_mac,
+    unique_lab_name,
+)
+from machine_fixtures import MACHINE_INVENTORY, MachineLab, machine_inventory_hosts, running_machine_lab  # noqa: E402
 
 TIMES: dict[str, float] = {}
 
@@ -184,3 +192,23 @@ def test_destroy_leaves_nothing_even_after_a_crashed_supervisor(machines, before
     # the cached image stays
     assert any(p.name.startswith("debian-") for p in Path("/var/cache/overlay-vxlan").iterdir())
 
+
+
+def test_destroy_after_a_build_killed_half_way(before):
+    """SIGKILL the whole lab.yml run as soon as its first machine starts: destroy still finds
+    and removes every container, supervisor, cgroup, pin and file (by convention)."""
+    lab = MachineLab(unique_lab_name(), MACHINE_INVENTORY, machine_inventory_hosts())
+    try:
+        build = subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", str(MACHINE_INVENTORY), str(LAB_PLAYBOOK), "-e", "lab_name=" + lab.name],
+                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not lab.supervisors() and build.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(build.pid, signal.SIGKILL)
+        build.wait()
+        assert lab.supervisors(), "the build was killed before any machine started"
+    finally:
+        proc = lab.destroy(check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert {k: v for k, v in lab.leftovers().items() if v} == {}
+    assert root_netns_snapshot() == before
