@@ -336,6 +336,8 @@ def cmd_supervise(args) -> None:
         # In a child: pyroute2 would stay resident in this long-lived process (~15 MiB each).
         run(sys.executable, Path(__file__).resolve(), "fresh-netns", "--lab", args.lab, "--host", args.host,
             "--state", args.state)
+        if stopping["flag"]:
+            break
         boots += 1
         print("%s: boot %d of %s" % (time.strftime("%F %T"), boots, args.host), flush=True)
 
