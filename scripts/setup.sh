@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(iproute2 iputils-ping python3 python3-venv util-linux procps etcd-server iperf3)
+APT_PACKAGES=(iproute2 iputils-ping python3 python3-venv util-linux procps etcd-server iperf3
+    debootstrap systemd-container)  # the last two: machine labs (docs/lab.md)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-INVENTORIES = ["inventories/lab", "inventories/example", "inventories/multi"]
+INVENTORIES = ["inventories/lab", "inventories/machines", "inventories/example", "inventories/multi"]
 PLAYBOOKS = ["site.yml"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "playbooks").glob("*.yml"))
 
 
