@@ -49,6 +49,12 @@ options:
     type: list
     elements: dict
     default: []
+  details:
+    description:
+      - Also return, per item, what the module itself returns in check mode (RV(items)), so a
+        caller can say what differs; the M(overlay.vxlan.verify) role's table check uses it.
+    type: bool
+    default: false
 notes:
   - Needs pyroute2 on the managed host, like the modules it asks.
 attributes:
@@ -97,6 +103,9 @@ items:
     - Per module, one entry per item given, in the same order.
     - C(changed) is what the module in check mode reports. C(error) is the message of a check
       that failed (such an item counts as pending).
+    - With O(details), C(result) is the module's own check-mode return (for example
+      C(added)/C(removed) of M(overlay.vxlan.bridge_fdb), C(diff.before)/C(diff.after) of
+      M(overlay.vxlan.vxlan_link)).
   returned: always
   type: dict
   sample:
@@ -146,14 +155,18 @@ class CheckOnly:
         self.warnings.append(msg)
 
 
-def check_item(resource, raw: dict) -> dict:
+def check_item(resource, raw: dict, details: bool = False) -> dict:
     """One task's parameters through the module's spec and its manage() in check mode."""
     spec = {k: val for k, val in resource.SPEC.items() if k != "supports_check_mode"}
     validated = ArgumentSpecValidator(**spec).validate(raw)
     if validated.error_messages:
         return {"changed": False, "error": "; ".join(validated.error_messages)}
     try:
-        return {"changed": bool(resource.manage(CheckOnly(validated.validated_parameters))["changed"])}
+        result = resource.manage(CheckOnly(validated.validated_parameters))
+        item = {"changed": bool(result["changed"])}
+        if details:  # the module's own words about what differs, for a caller to print
+            item["result"] = result
+        return item
     except OverlayError as exc:
         return {"changed": False, "error": exc.msg}
     except NetlinkError as exc:
@@ -164,11 +177,13 @@ def check_item(resource, raw: dict) -> dict:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={name: dict(type="list", elements="dict", default=[]) for name in RESOURCES},
+        argument_spec=dict({name: dict(type="list", elements="dict", default=[]) for name in RESOURCES},
+                           details=dict(type="bool", default=False)),
         supports_check_mode=True,
     )
     require_pyroute2(module)
-    items = {name: [check_item(resource, raw) for raw in module.params[name]] for name, resource in RESOURCES.items()}
+    details = module.params["details"]
+    items = {name: [check_item(resource, raw, details) for raw in module.params[name]] for name, resource in RESOURCES.items()}
     pending = any(item["changed"] or "error" in item for checked in items.values() for item in checked)
     module.exit_json(changed=False, pending=pending, items=items)
 
