@@ -52,7 +52,7 @@ options:
   details:
     description:
       - Also return, per item, what the module itself returns in check mode (RV(items)), so a
-        caller can say what differs; the M(overlay.vxlan.verify) role's table check uses it.
+        caller can say what differs; the C(overlay.vxlan.verify) role's table check uses it.
     type: bool
     default: false
 notes:
