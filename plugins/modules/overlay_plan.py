@@ -49,6 +49,12 @@ options:
     type: list
     elements: dict
     default: []
+  details:
+    description:
+      - Also return, per item, what the module itself returns in check mode (RV(items)), so a
+        caller can say what differs; the C(overlay.vxlan.verify) role's table check uses it.
+    type: bool
+    default: false
 notes:
   - Needs pyroute2 on the managed host, like the modules it asks.
 attributes:
@@ -98,6 +104,9 @@ items:
     - C(changed) is what the module in check mode reports. C(error) is the message of a check
       that failed (such an item counts as pending). C(assumed) says which device the check
       could only assume an earlier task creates (such an item counts as pending too).
+    - With O(details), C(result) is the module's own check-mode return (for example
+      C(added)/C(removed) of M(overlay.vxlan.bridge_fdb), C(diff.before)/C(diff.after) of
+      M(overlay.vxlan.vxlan_link)).
   returned: always
   type: dict
   sample:
@@ -119,7 +128,7 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
 from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, Runner
 
 
-def check_item(resource, raw: dict) -> dict:
+def check_item(resource, raw: dict, details: bool = False) -> dict:
     """One task's parameters through the module's spec and its manage() in check mode."""
     spec = {k: val for k, val in resource.SPEC.items() if k != "supports_check_mode"}
     validated = ArgumentSpecValidator(**spec).validate(raw)
@@ -127,11 +136,14 @@ def check_item(resource, raw: dict) -> dict:
         return {"changed": False, "error": "; ".join(validated.error_messages)}
     runner = Runner(validated.validated_parameters, check_mode=True)
     try:
-        item = {"changed": bool(resource.manage(runner)["changed"])}
+        result = resource.manage(runner)
+        item = {"changed": bool(result["changed"])}
         # A device the module could only assume an earlier task creates: not settled.
         assumed = [w for w in runner.warnings if w.startswith("check mode:")]
         if assumed:
             item["assumed"] = "; ".join(assumed)
+        if details:  # the module's own words about what differs, for a caller to print
+            item["result"] = result
         return item
     except OverlayError as exc:
         return {"changed": False, "error": exc.msg}
@@ -143,11 +155,13 @@ def check_item(resource, raw: dict) -> dict:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={name: dict(type="list", elements="dict", default=[]) for name in RESOURCES},
+        argument_spec=dict({name: dict(type="list", elements="dict", default=[]) for name in RESOURCES},
+                           details=dict(type="bool", default=False)),
         supports_check_mode=True,
     )
     require_pyroute2(module)
-    items = {name: [check_item(resource, raw) for raw in module.params[name]] for name, resource in RESOURCES.items()}
+    details = module.params["details"]
+    items = {name: [check_item(resource, raw, details) for raw in module.params[name]] for name, resource in RESOURCES.items()}
     pending = any(item["changed"] or "error" in item or "assumed" in item for checked in items.values() for item in checked)
     module.exit_json(changed=False, pending=pending, items=items)
 
