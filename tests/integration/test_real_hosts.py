@@ -1,0 +1,132 @@
+"""The collection on real machines: booted Debian 12 hosts (systemd as PID 1, sshd, their own
+/usr/bin/python3, no pyroute2, no internet), reached over SSH, as a network engineer meets them.
+
+One machine lab (inventories/machines, random lab name) for the whole file; the tests run in
+file order and build on each other: check mode on fresh hosts, static converge, idempotence,
+a reboot that brings the overlay back without Ansible, DOVE with the agent and etcd under
+systemd, teardown. The machine's own network namespace is compared before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+for _name in ("lab_fixtures", "machine_fixtures"):
+    if _name not in sys.modules:
+        pytest.register_assert_rewrite(_name)
+
+from lab_fixtures import ROOT, recap, root_netns_snapshot  # noqa: E402
+from machine_fixtures import running_machine_lab  # noqa: E402
+
+SITE = ROOT / "site.yml"
+DOVE = ROOT / "playbooks" / "dove.yml"
+TEARDOWN = ROOT / "playbooks" / "teardown.yml"
+OVERLAY = ("h1", "h2", "h3")
+VMS = {"h1": "100.0.0.2", "h2": "100.0.0.3", "h3": "100.0.0.4"}
+# Everything the collection may leave on a host, and that teardown must remove.
+OURS = ("/var/lib/overlay-vxlan", "/usr/local/lib/overlay-vxlan", "/run/overlay-vxlan", "/etc/overlay-vxlan",
+        "/etc/systemd/system/overlay-vxlan.service", "/etc/systemd/system/overlay-vxlan-agent.service",
+        "/usr/local/lib/python3.11/dist-packages/overlay-vxlan.pth")
+
+
+@pytest.fixture(scope="module")
+def machines():
+    before = root_netns_snapshot()
+    with running_machine_lab() as lab:
+        yield lab
+    assert root_netns_snapshot() == before, "the machine's own network namespace changed"
+
+
+def changed(proc) -> dict[str, int]:
+    return {host: counts["changed"] for host, counts in recap(proc.stdout).items()}
+
+
+def links(lab, host: str) -> set[str]:
+    return {item["ifname"] for item in json.loads(lab.ssh(host, "ip -j link show").stdout)}
+
+
+def present(lab, host: str) -> list[str]:
+    return lab.ssh(host, "ls -d %s 2>/dev/null; true" % " ".join(OURS)).stdout.split()
+
+
+def assert_vms_reach_each_other(lab, hosts=OVERLAY) -> None:
+    for host in hosts:
+        for peer, address in VMS.items():
+            if peer != host:
+                proc = lab.ssh(host, "ip netns exec ns1 ping -n -q -c 3 -i 0.2 -W 2 %s" % address, check=False)
+                assert proc.returncode == 0, "%s's VM cannot reach %s (%s's VM)\n%s" % (host, address, peer, proc.stdout)
+
+
+def test_fresh_hosts_have_nothing_of_ours(machines):
+    for host in OVERLAY:
+        assert links(machines, host) == {"lo", "eth0"}
+        assert present(machines, host) == []
+        # Debian's own Python, and no pyroute2 on it: the collection has to bring it.
+        probe = machines.ssh(host, "/usr/bin/python3 -c 'import pyroute2' 2>&1; echo rc=$?").stdout
+        assert "rc=1" in probe and "No module named 'pyroute2'" in probe, probe
+
+
+def test_check_mode_on_fresh_hosts_shows_the_changes_and_changes_nothing(machines):
+    proc = machines.playbook(SITE, "--check", "--diff")
+    for host in OVERLAY:
+        assert "+02:00:64:00:00:0" in proc.stdout and "vxlan0 fdb" in proc.stdout, proc.stdout[-3000:]
+        assert links(machines, host) == {"lo", "eth0"}
+        # Only the scratch copy of pyroute2 under /run (a tmpfs) that let the modules read the kernel.
+        assert present(machines, host) == ["/run/overlay-vxlan"], present(machines, host)
+
+
+def test_static_converges_over_ssh_and_a_second_run_changes_nothing(machines):
+    first = machines.playbook(SITE)
+    assert all(changed(first)[host] > 0 for host in OVERLAY), first.stdout[-2000:]
+    assert "h2 100.0.0.3 (blue)        ok         -          ok" in first.stdout, first.stdout[-3000:]
+    for host in OVERLAY:
+        assert {"br1", "tap1", "vxlan0"} <= links(machines, host)
+        assert machines.ssh(host, "systemctl is-enabled overlay-vxlan").stdout.strip() == "enabled"
+        pyroute2 = machines.ssh(host, "/usr/bin/python3 -c 'import pyroute2; print(pyroute2.__version__, pyroute2.__file__)'").stdout
+        assert pyroute2.startswith("0.9.") and "/usr/local/lib/overlay-vxlan/python/" in pyroute2, pyroute2
+    second = machines.playbook(SITE)
+    assert changed(second) == {host: 0 for host in OVERLAY}, second.stdout[-3000:]
+
+
+def test_a_rebooted_host_has_its_overlay_back_before_any_converge(machines):
+    old_boot = machines.ssh("h2", "cat /proc/sys/kernel/random/boot_id").stdout
+    machines.ansible("h2", "ansible.builtin.reboot")
+    assert machines.ssh("h2", "cat /proc/sys/kernel/random/boot_id").stdout != old_boot
+    journal = machines.ssh("h2", "journalctl -b -u overlay-vxlan --no-pager -o cat").stdout
+    assert "5 item(s), 5 restored, 0 already as wanted, 0 failed" in journal, journal
+    assert_vms_reach_each_other(machines)  # no Ansible has run on h2 since it booted
+    after = machines.playbook(SITE)
+    assert changed(after) == {host: 0 for host in OVERLAY}, after.stdout[-3000:]
+
+
+def test_dove_under_systemd_and_an_agent_killed_comes_back(machines):
+    machines.playbook(DOVE)
+    for host in OVERLAY:
+        assert machines.ssh(host, "systemctl is-active overlay-vxlan-agent").stdout.strip() == "active"
+    assert machines.ssh("ctl", "systemctl is-active etcd").stdout.strip() == "active"
+    assert_vms_reach_each_other(machines)
+    again = machines.playbook(DOVE)
+    assert all(count == 0 for count in changed(again).values()), again.stdout[-3000:]
+
+    pid = machines.ssh("h3", "systemctl show -p MainPID --value overlay-vxlan-agent").stdout.strip()
+    machines.ssh("h3", "kill -KILL %s" % pid)
+    back = machines.ssh("h3", "for i in $(seq 50); do p=$(systemctl show -p MainPID --value overlay-vxlan-agent); "
+                              "[ \"$p\" != 0 ] && [ \"$p\" != %s ] && systemctl is-active -q overlay-vxlan-agent && "
+                              "echo back $p && exit 0; sleep 0.2; done; exit 1" % pid, check=False)
+    assert back.returncode == 0, back.stdout
+    machines.ssh("h3", "ip neigh flush dev vxlan0 nud permanent; bridge fdb show dev vxlan0 >/dev/null")
+    assert_vms_reach_each_other(machines, hosts=("h3",))
+
+
+def test_teardown_leaves_nothing_and_a_second_one_changes_nothing(machines):
+    machines.playbook(TEARDOWN)
+    for host in OVERLAY:
+        assert links(machines, host) == {"lo", "eth0"}
+        assert present(machines, host) == [], present(machines, host)
+        assert machines.ssh(host, "ls /run/netns 2>/dev/null; true").stdout.split() == []
+    assert machines.ssh("ctl", "systemctl is-active etcd", check=False).stdout.strip() == "inactive"
+    again = machines.playbook(TEARDOWN)
+    assert all(count == 0 for count in changed(again).values()), again.stdout[-3000:]
