@@ -24,31 +24,6 @@ description:
     change, the first may look settled. So a role that uses this module runs all of its change
     tasks as soon as anything is pending, and skips them only when nothing is.
 options:
-  linux_bridge:
-    description: Parameters of M(overlay.vxlan.linux_bridge) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  netns_veth:
-    description: Parameters of M(overlay.vxlan.netns_veth) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  vxlan_link:
-    description: Parameters of M(overlay.vxlan.vxlan_link) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  bridge_fdb:
-    description: Parameters of M(overlay.vxlan.bridge_fdb) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  ip_neigh:
-    description: Parameters of M(overlay.vxlan.ip_neigh) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
   details:
     description:
       - Also return, per item, what the module itself returns in check mode (RV(items)), so a
@@ -57,6 +32,8 @@ options:
     default: false
 notes:
   - Needs pyroute2 on the managed host, like the modules it asks.
+extends_documentation_fragment:
+  - overlay.vxlan.resource_lists
 attributes:
   check_mode:
     support: full

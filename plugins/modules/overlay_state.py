@@ -38,33 +38,10 @@ options:
     description: Remove what an earlier record lists and this one does not.
     type: bool
     default: true
-  linux_bridge:
-    description: Parameters of M(overlay.vxlan.linux_bridge) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  netns_veth:
-    description: Parameters of M(overlay.vxlan.netns_veth) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  vxlan_link:
-    description: Parameters of M(overlay.vxlan.vxlan_link) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  bridge_fdb:
-    description: Parameters of M(overlay.vxlan.bridge_fdb) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  ip_neigh:
-    description: Parameters of M(overlay.vxlan.ip_neigh) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
 requirements:
   - pyroute2 >= 0.9.1 on the managed host (for pruning and for the restore)
+extends_documentation_fragment:
+  - overlay.vxlan.resource_lists
 attributes:
   check_mode:
     support: full
