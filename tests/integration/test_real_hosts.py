@@ -102,6 +102,15 @@ def test_a_rebooted_host_has_its_overlay_back_before_any_converge(machines):
     assert changed(after) == {host: 0 for host in OVERLAY}, after.stdout[-3000:]
 
 
+@pytest.mark.parametrize("mode", ["flood", "multicast"])
+def test_the_other_modes_converge_over_ssh(machines, mode):
+    proc = machines.playbook(SITE, "-e", "vxlan_mode=%s" % mode)
+    assert "h1 100.0.0.2 (blue)        -          ok         ok" in proc.stdout, proc.stdout[-3000:]
+    learning = json.loads(machines.ssh("h1", "ip -j -d link show vxlan0").stdout)[0]["linkinfo"]["info_data"]["learning"]
+    assert learning is True
+    assert_vms_reach_each_other(machines)
+
+
 def test_dove_under_systemd_and_an_agent_killed_comes_back(machines):
     machines.playbook(DOVE)
     for host in OVERLAY:
