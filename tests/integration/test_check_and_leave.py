@@ -39,7 +39,7 @@ def test_check_mode_fresh_then_pending_change(lab_factory, tmp_path):
     assert_converged(check, SOURCE_HOSTS)
     for line in ("+02:00:64:00:00:03 dst 192.168.1.3", "+100.0.0.4 lladdr 02:00:64:00:00:04"):
         assert line in check.stdout, check.stdout[-3000:]
-    assert "TASK [overlay.vxlan.verify" not in check.stdout  # nothing was built to ping
+    assert "ping from \\ to" not in check.stdout  # nothing was built to ping: verify is skipped
     assert {host: host_snapshot(lab, host) for host in SOURCE_HOSTS} == fresh
 
     assert_converged(lab.playbook(SITE), SOURCE_HOSTS)
@@ -72,7 +72,8 @@ def test_a_vm_that_leaves_the_inventory_leaves_its_host(lab_factory, tmp_path):
     assert_converged(back, SOURCE_HOSTS)
     assert "ns2" not in lab.enter("h3", "ip", "netns", "list").stdout.split()
     assert "tap3" not in lab.enter("h3", "ip", "-o", "link").stdout
-    assert "02:00:64:00:00:05" not in lab.enter("h1", "bridge", "fdb", "show", "dev", "vxlan0").stdout
+    vxlan_entries = [line for line in lab.enter("h1", "bridge", "fdb", "show", "dev", "vxlan0").stdout.splitlines() if " self" in line]
+    assert not [line for line in vxlan_entries if "02:00:64:00:00:05" in line], vxlan_entries  # (br1 may still have it learned)
     assert_converged(lab.playbook(SITE), SOURCE_HOSTS, changed=0)
 
     # Teardown with an inventory that has forgotten h3's VM still removes it: the record knows.
