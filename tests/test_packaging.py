@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -191,6 +192,42 @@ def test_ansible_doc_renders_from_the_installed_copy(installed, kind, name):
     assert str(installed) in json.dumps(doc), "%s was not read from %s (%s)" % (fqcn, installed, location)
     text = run([BIN / "ansible-doc", "-t", kind, fqcn], cwd=installed, env=env)
     assert text.returncode == 0 and fqcn in text.stdout, text.stderr
+
+
+README_INVENTORY = """
+all:
+  children:
+    overlay:
+      vars:
+        ansible_user: root
+        vxlan_underlay_dev: eth0
+        vxlan_networks: [{name: blue, vni: 100, bridge: br1, vxlan_dev: vxlan0, dstport: 4789}]
+      hosts:
+        h1: {ansible_host: 192.0.2.2, vxlan_underlay_ip: 192.0.2.2,
+             vxlan_endpoints: [{network: blue, namespace: ns1, host_if: tap1, vm_if: tap2, address: 100.0.0.2/24}]}
+"""
+
+
+def readme_playbooks() -> list[str]:
+    """The README's example playbooks for your own project (the yaml blocks that use the collection)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [b for b in blocks if "import_playbook: overlay.vxlan." in b]
+
+
+@pytest.mark.parametrize("index", range(2))
+def test_readme_project_playbooks_work_with_the_installed_copy(installed, tmp_path, index):
+    playbooks = readme_playbooks()
+    assert len(playbooks) == 2, "the README's own-project examples changed: %d" % len(playbooks)
+    (tmp_path / "hosts.yml").write_text(README_INVENTORY)
+    (tmp_path / "site.yml").write_text(playbooks[index])
+    env = clean_env(ANSIBLE_COLLECTIONS_PATH=str(installed))
+    proc = run([BIN / "ansible-playbook", "-i", tmp_path / "hosts.yml", "--syntax-check", tmp_path / "site.yml"],
+               cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = run([BIN / "ansible-playbook", "-i", tmp_path / "hosts.yml", "--list-tasks", tmp_path / "site.yml"],
+                 cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert str(installed) not in listed.stderr and "overlay.vxlan.vxlan : " in listed.stdout, listed.stdout
 
 
 def test_ansible_builder_reads_the_installed_collections_requirements(installed):
