@@ -144,14 +144,18 @@ SHIPPED = ("plugins/modules/vxlan_link.py", "plugins/filter/vxlan_mesh.yml", "ro
 @pytest.fixture(scope="module")
 def tarball(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    # a lint cache, as a test run leaves one, must not end up in the tarball
-    cache = ROOT / ".ruff_cache"
-    existed = cache.exists()
-    cache.mkdir(exist_ok=True)
+    # the caches a lint or test run leaves must not end up in the tarball
+    made = []
+    for name in (".ruff_cache", ".pytest_cache", ".ansible", "plugins/filter/__pycache__"):
+        cache = ROOT / name
+        if not cache.exists():
+            cache.mkdir()
+            (cache / "stray").write_text("cache\n")
+            made.append(cache)
     try:
         proc = run([BIN / "ansible-galaxy", "collection", "build", "--output-path", out, ROOT], cwd=ROOT)
     finally:
-        if not existed:
+        for cache in made:
             shutil.rmtree(cache, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out / TARBALL_NAME
