@@ -38,4 +38,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -r test-requirements.txt
     echo "$want" >"$stamp"
 fi
-echo "setup: ready ($(.venv/bin/ansible --version | head -1), pyroute2 $(.venv/bin/python -c 'import pyroute2; print(pyroute2.__version__)'))"
+echo "setup: ready ($(.venv/bin/ansible --version 2>/dev/null | head -1), pyroute2 $(.venv/bin/python -c 'import pyroute2; print(pyroute2.__version__)'))"
