@@ -1,6 +1,7 @@
 #!/bin/bash
 # Install what overlay.vxlan and its lab need on a Debian machine (run as root). Safe to re-run:
-# apt and pip only run when something is missing or requirements.txt changed.
+# apt and pip only run when something is missing or requirements.txt / test-requirements.txt changed
+# (requirements.txt: what the collection needs at run time; test-requirements.txt: the pinned toolchain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,10 +32,10 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(sha256sum requirements.txt test-requirements.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "setup: pip install -r requirements.txt"
-    .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+    echo "setup: pip install -r requirements.txt -r test-requirements.txt"
+    .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -r test-requirements.txt
     echo "$want" >"$stamp"
 fi
-echo "setup: ready ($(.venv/bin/ansible --version | head -1), pyroute2 $(.venv/bin/python -c 'import pyroute2; print(pyroute2.__version__)'))"
+echo "setup: ready ($(.venv/bin/ansible --version 2>/dev/null | head -1), pyroute2 $(.venv/bin/python -c 'import pyroute2; print(pyroute2.__version__)'))"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The README's test command (CI runs it through .ci/run): set up, then lint, unit and module
+# The README's test command (CI runs it through .ci/run): set up, then lint, ansible-test sanity, unit and module
 # tests against the real kernel, lab/role integration tests, and every molecule scenario.
 # Any failure fails the whole run.
 set -euo pipefail
@@ -12,6 +12,7 @@ step() { printf '\n=== %s\n' "$*"; }
 t0=$SECONDS
 step "ruff"; ruff check .
 step "ansible-lint (production profile)"; ansible-lint --profile production
+step "ansible-test sanity (the built tarball, no ignore file)"; scripts/sanity.sh
 step "pytest: unit, modules, docs, lab and roles"; pytest -q -p no:cacheprovider tests
 step "molecule test --all"; molecule test --all
 step "all green in $((SECONDS - t0)) s"

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: lab
-short_description: Run tasks inside a host of the overlay.vxlan simulated lab
+short_description: Lab only - run tasks inside a host of the overlay.vxlan simulated lab
 version_added: 0.1.0
 description:
+  - B(Lab only.) Part of the collection's test and demonstration lab (with M(overlay.vxlan.lab_host)
+    and the C(overlay.vxlan.lab) role); production hosts are reached over SSH as usual.
   - Runs commands inside a lab host made by M(overlay.vxlan.lab_host) (C(playbooks/lab.yml)),
     as C(nsenter --net=PIN/net --mount=PIN/mnt --uts=PIN/uts -- /bin/sh -c CMD) with
     C(PIN=/run/overlay-lab/<lab_name>/hosts/<lab_host>). The task sees the host's network stack
@@ -26,7 +28,7 @@ description:
     not enter a PID or IPC namespace it does not have, and the target is chosen by lab and host
     name. Our plugin enters exactly the pinned net, mount and UTS namespaces."
 author:
-  - overlay.vxlan contributors
+  - overlay.vxlan contributors (@overlay-vxlan)
 options:
   lab_name:
     description: Name of the lab the host belongs to (the directory under C(/run/overlay-lab)).

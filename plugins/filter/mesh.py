@@ -12,71 +12,19 @@ come from the inventory or are derived from the VM address.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 
-DOCUMENTATION = r"""
-name: vxlan_mesh
-short_description: This host's share of the full VXLAN mesh, computed from the inventory
-version_added: 0.1.0
-description:
-  - For the current host, returns one item per overlay network it has endpoints in, with the
-    flood list, the static fdb entries and the ARP-proxy neighbour entries towards every other
-    host of that network. Raises a clear error for duplicate addresses, duplicate MACs, unknown
-    networks or hosts without C(vxlan_underlay_ip).
-positional: networks, overlay_hosts, host
-options:
-  _input:
-    description: C(hostvars).
-    type: dict
-    required: true
-  networks:
-    description: C(vxlan_networks), the list of overlays (name, vni, bridge, vxlan_dev, dstport, group).
-    type: list
-    elements: dict
-    required: true
-  overlay_hosts:
-    description: Names of the hosts that carry the overlay, usually C(groups['overlay']).
-    type: list
-    elements: str
-    required: true
-  host:
-    description: The host to compute for, usually C(inventory_hostname).
-    type: str
-    required: true
-"""
+# vm_mac lives in module_utils so that the inventory check (module_utils/_overlay_map.py) uses the
+# very same derivation without importing a filter plugin; re-exported here.
+from ansible_collections.overlay.vxlan.plugins.module_utils._vm_mac import vm_mac  # noqa: F401
 
-EXAMPLES = r"""
-- name: This host's networks with their fdb, neighbour and flood entries
-  ansible.builtin.set_fact:
-    __vxlan_mesh: "{{ hostvars | overlay.vxlan.vxlan_mesh(vxlan_networks, groups['overlay'], inventory_hostname) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: One item per network the host carries.
-  type: list
-  elements: dict
-"""
+# Documentation: one file per filter beside this one (vxlan_mesh.yml, vxlan_vm_mac.yml,
+# vxlan_in_subnet.yml), so ansible-doc renders each filter with its own.
 
 try:
     from ansible.errors import AnsibleFilterError
 except ImportError:  # plain unit tests without Ansible
     AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
-
-
-def vm_mac(address: str, network: str = "") -> str:
-    """A stable, locally administered unicast MAC for a VM address.
-
-    IPv4: 02:00 followed by the four octets (100.0.0.2 -> 02:00:64:00:00:02), readable in
-    `bridge fdb` output. IPv6: 02 followed by five bytes of a hash of network and address.
-    """
-    ip = ipaddress.ip_interface(address).ip
-    if ip.version == 4:
-        raw = b"\x02\x00" + ip.packed
-    else:
-        raw = b"\x02" + hashlib.sha256(("%s|%s" % (network, ip)).encode()).digest()[:5]
-    return ":".join("%02x" % b for b in raw)
 
 
 def _endpoint_view(host: str, underlay_ip: str, endpoint: dict) -> dict:
@@ -122,7 +70,7 @@ def compute_mesh(hosts: dict, networks: list, me: str) -> list[dict]:
         if not mine:
             continue
         remote = [e for e in endpoints if e["network"] == net["name"] and e["host"] != me]
-        peers = sorted({e["vtep"] for e in remote}, key=lambda ip: ipaddress.ip_address(ip))
+        peers = sorted({e["vtep"] for e in remote}, key=ipaddress.ip_address)
         result.append({
             "name": net["name"],
             "vni": int(net["vni"]),

@@ -23,9 +23,10 @@ class _NotEvaluated(Exception):
 def _undefined_reason(value) -> str:
     # ansible-core 2.19 hands a filter an undefined value (a Marker) instead of raising; its
     # message names the variable.
-    for read in (lambda: value._as_message(), lambda: value._undefined_message):
+    for name, call in (("_as_message", True), ("_undefined_message", False)):
         try:
-            return str(read())
+            read = getattr(value, name)
+            return str(read() if call else read)
         except Exception:  # noqa: BLE001, S112 - try the next way of reading it
             continue
     return "an undefined value"

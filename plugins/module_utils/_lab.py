@@ -52,6 +52,7 @@ NETLINK_ROUTE = 0
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
+
 class LabError(Exception):
     """A lab operation failed; the message is meant for the user."""
 

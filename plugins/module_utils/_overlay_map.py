@@ -28,7 +28,7 @@ from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as 
 
 # The mesh filter's derivation, not a copy: a derived-MAC clash must be judged on the MAC the
 # endpoint role will really set.
-from ansible_collections.overlay.vxlan.plugins.filter.mesh import vm_mac  # isort: skip
+from ansible_collections.overlay.vxlan.plugins.module_utils._vm_mac import vm_mac
 
 MODES = ("multicast", "flood", "static", "dove")
 IPV6_MIN_MTU = 1280
@@ -228,7 +228,7 @@ def _endpoints(p: Problems, host: str, value, networks: dict, declared: set | No
         # Two endpoints of one host cannot share a host-side link, nor a VM link in one namespace,
         # and a host-side link cannot take the name of a bridge, VXLAN or underlay device.
         for kind, slot, name in (("host_if", ("host_if", view["host_if"]), view["host_if"]),
-                                ("vm_if", ("vm_if", view["namespace"], view["vm_if"]), view["vm_if"])):
+                                 ("vm_if", ("vm_if", view["namespace"], view["vm_if"]), view["vm_if"])):
             if name is None or (kind == "vm_if" and view["namespace"] is None):
                 continue
             if slot in local:
@@ -276,8 +276,8 @@ def _subnets(p: Problems, network: str, endpoints: list[dict]) -> None:
                   % (subnet, network, ", ".join(others)))
             continue
         iface = ipaddress.ip_interface(e["address"])
-        if iface.version == 4 and iface.network.prefixlen < 31 and iface.ip in (iface.network.network_address,
-                                                                                 iface.network.broadcast_address):
+        edges = (iface.network.network_address, iface.network.broadcast_address)
+        if iface.version == 4 and iface.network.prefixlen < 31 and iface.ip in edges:
             p.add([e["host"]], e["field"] + ".address", e["address"], "is the network or broadcast address of %s" % subnet)
 
 

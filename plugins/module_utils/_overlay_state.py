@@ -166,7 +166,7 @@ def remove(items: list[tuple[str, dict]], check_mode: bool) -> list[str]:
             failures.append("%s: netlink error: %s" % (label, describe_netlink_error(exc)))
     if failures:
         raise KernelError("could not remove what the record lists: %s (removed: %s)"
-                           % ("; ".join(failures), ", ".join(removed) or "nothing"))
+                          % ("; ".join(failures), ", ".join(removed) or "nothing"))
     return removed
 
 

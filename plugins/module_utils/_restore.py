@@ -44,19 +44,25 @@ def apply_state(document: dict, check_mode: bool = False) -> tuple[list[str], li
     return changed, failed
 
 
+def _say(stream, text: str) -> None:
+    # A command-line program (the boot unit's), not a module: it writes its lines itself.
+    stream.write("overlay-vxlan-restore: %s\n" % text)
+    stream.flush()
+
+
 def main(state_file: str) -> int:
     with open(state_file, encoding="utf-8") as handle:
         document = json.load(handle)
     if document.get("format") != STATE_FORMAT:
-        print("overlay-vxlan-restore: %s has format %r, this code reads %d; run the playbook again"
-              % (state_file, document.get("format"), STATE_FORMAT), file=sys.stderr)
+        _say(sys.stderr, "%s has format %r, this code reads %d; run the playbook again"
+             % (state_file, document.get("format"), STATE_FORMAT))
         return 2
     changed, failed = apply_state(document)
     for label in changed:
-        print("overlay-vxlan-restore: restored %s" % label)
+        _say(sys.stdout, "restored %s" % label)
     for line in failed:
-        print("overlay-vxlan-restore: FAILED %s" % line, file=sys.stderr)
+        _say(sys.stderr, "FAILED %s" % line)
     total = sum(len(items) for items in document.get("resources", {}).values())
-    print("overlay-vxlan-restore: %d item(s), %d restored, %d already as wanted, %d failed"
-          % (total, len(changed), total - len(changed) - len(failed), len(failed)))
+    _say(sys.stdout, "%d item(s), %d restored, %d already as wanted, %d failed"
+         % (total, len(changed), total - len(changed) - len(failed), len(failed)))
     return 1 if failed else 0

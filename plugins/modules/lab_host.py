@@ -6,9 +6,11 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: lab_host
-short_description: Create or remove the simulated lab's hosts and the underlay fabric joining them
+short_description: Lab only - create or remove the simulated lab's hosts and the underlay fabric joining them
 version_added: 0.1.0
 description:
+  - B(Lab only.) Part of the collection's test and demonstration lab (with the C(overlay.vxlan.lab)
+    connection and the C(overlay.vxlan.lab) role), not for managing production hosts.
   - Simulates the source document's hosts on one machine. Each lab host is its own network, mount
     and UTS namespace (hostname = the host's name, an empty private C(/run/netns) so every host
     can have its own C(ns1)), pinned by bind mounts under
@@ -116,7 +118,7 @@ seealso:
   - plugin: overlay.vxlan.lab
     plugin_type: connection
 author:
-  - overlay.vxlan contributors
+  - overlay.vxlan contributors (@overlay-vxlan)
 """
 
 EXAMPLES = r"""

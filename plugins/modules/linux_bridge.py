@@ -52,7 +52,7 @@ options:
 extends_documentation_fragment:
   - overlay.vxlan.netlink
 author:
-  - overlay.vxlan contributors
+  - overlay.vxlan contributors (@overlay-vxlan)
 """
 
 EXAMPLES = r"""

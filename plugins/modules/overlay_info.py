@@ -45,7 +45,7 @@ attributes:
     support: full
     description: Never reports a change.
 author:
-  - overlay.vxlan contributors
+  - overlay.vxlan contributors (@overlay-vxlan)
 """
 
 EXAMPLES = r"""

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: overlay_plan
 short_description: Ask, in one process, whether any of a host's overlay tasks has something to do
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Takes the parameters of a list of O(linux_bridge), O(netns_veth), O(vxlan_link),
     O(bridge_fdb) and O(ip_neigh) tasks, and runs each module's own code in check mode against
@@ -45,7 +45,7 @@ attributes:
     support: full
     description: Never reports a change.
 author:
-  - overlay.vxlan contributors
+  - overlay.vxlan contributors (@overlay-vxlan)
 """
 
 EXAMPLES = r"""

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: overlay_state
 short_description: Record a host's wanted overlay on the host, for the boot-time restore and for pruning
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Takes the same lists as M(overlay.vxlan.overlay_plan) (the parameters of a host's
     M(overlay.vxlan.linux_bridge), M(overlay.vxlan.netns_veth), M(overlay.vxlan.vxlan_link),
@@ -57,7 +57,7 @@ notes:
     neighbours); an item that fails does not stop the others, and the unit fails so that
     C(systemctl status overlay-vxlan) shows it.
 author:
-  - overlay.vxlan contributors
+  - overlay.vxlan contributors (@overlay-vxlan)
 """
 
 EXAMPLES = r"""

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: overlay.vxlan contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -707,7 +706,7 @@ def validate_config(raw) -> dict:
             vni = names[ep["network"]]
         try:
             vni = normalize_vni(vni, field + ".vni")
-            ip = normalize_ip(str(ep.get("ip") or ep.get("address") or "").split("/")[0], field + ".ip")
+            ip = normalize_ip(str(ep.get("ip") or ep.get("address") or "").split("/", maxsplit=1)[0], field + ".ip")
             mac = normalize_mac(ep["mac"], field + ".mac") if ep.get("mac") else None
         except RecordError as exc:
             raise ConfigError(str(exc)) from None
@@ -1624,7 +1623,7 @@ class Agent:
         while not self.stop.is_set():
             now = time.monotonic()
             timeout = max(0.0, min(next_poll, next_metrics, self.next_device_scan, self.next_local_scan) - now)
-            readable, _, _ = select.select([self.kernel.events, self.wake_r], [], [], timeout)
+            readable = select.select([self.kernel.events, self.wake_r], [], [], timeout)[0]
             if self.kernel.events in readable:
                 self.process_events()
             changed = False
@@ -1895,7 +1894,7 @@ def cmd_run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="overlay_vxlan_agent", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="overlay_vxlan_agent", description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("run", "start", "stop", "restart", "status", "check-config", "deregister"):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: overlay.vxlan contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Machine labs: booted Debian containers (systemd-nspawn) in the namespace lab's hosts.
@@ -62,8 +61,8 @@ def emit(result: dict) -> None:
 
 
 def run(*argv, **kwargs) -> subprocess.CompletedProcess:
-    kwargs.setdefault("check", True)
-    return subprocess.run([str(a) for a in argv], stdin=subprocess.DEVNULL, **kwargs)
+    check = kwargs.pop("check", True)
+    return subprocess.run([str(a) for a in argv], stdin=subprocess.DEVNULL, check=check, **kwargs)
 
 
 # --- the root image -----------------------------------------------------------------------------

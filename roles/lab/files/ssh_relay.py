@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: overlay.vxlan contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """stdio <-> TCP relay for SSH's ProxyCommand: `ssh_relay.py HOST PORT`.
@@ -24,7 +23,7 @@ def main() -> int:
     sel.register(sock, selectors.EVENT_READ)
     open_ends = 2
     while open_ends:
-        for key, _ in sel.select():
+        for key, _events in sel.select():
             if key.fileobj == stdin:
                 data = os.read(stdin, 65536)
                 if not data:  # ssh closed its side: half-close, keep reading the answer

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Pack the pyroute2 a managed host needs, on the controller, as a tar.gz the host can unpack.
 
 Managed hosts may have no internet and Debian's pyroute2 is too old, so the controller provides
