@@ -14,7 +14,7 @@ description:
     C(inet overlay_vxlan) (O(table)), which accepts datagrams to the O(ports) only from the
     O(members), and drops the rest, counting them.
   - A member with a O(members[].mac) is accepted only from that MAC (its underlay device's, on a
-    shared L2 underlay): a datagram carrying a member's address from another MAC is dropped and
+    shared L2 underlay); a datagram carrying a member's address from another MAC is dropped and
     counted as C(spoofed). Without a MAC (or with O(bind_mac=false), for a routed underlay, where
     every datagram arrives from a router's MAC) the member is accepted by source address alone.
   - Everything else sent to the ports is dropped and counted as C(foreign). Traffic to other
