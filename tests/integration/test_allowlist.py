@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from lab_fixtures import ROOT, recap
+from lab_fixtures import ROOT, _lab, recap
 
 TEARDOWN = ROOT / "playbooks" / "teardown.yml"
 PROBE = ROOT / "tests" / "vxlan_probe.py"
@@ -57,8 +57,6 @@ def has_table(lab, host: str) -> bool:
 
 def probe(lab, hosts: dict) -> list[str]:
     """The intruder's two probes (own address, h2's address) to h1; what h1's VM received."""
-    from lab_fixtures import _lab  # the lab's nsenter prefix
-
     listener = subprocess.Popen(_lab.nsenter_argv(lab.name, "h1") + [
         "ip", "netns", "exec", "ns1", sys.executable, str(PROBE), "listen", "--timeout", "3"],
         stdout=subprocess.PIPE, text=True)
