@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 iputils-ping python3 python3-venv util-linux procps etcd-server iperf3
-    debootstrap systemd-container)  # the last two: machine labs (docs/lab.md)
+    debootstrap systemd-container  # machine labs (docs/lab.md)
+    nftables python3-nftables)     # the VTEP allow-list (libnftables and its binding; docs/security.md)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

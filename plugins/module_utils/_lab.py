@@ -345,6 +345,26 @@ def netlink_socket(pin: str) -> int:
     )
 
 
+def set_net_sysctl(pin: str, key: str, value: str) -> None:
+    """Write /proc/sys/net/<key> of the network namespace at `pin` (e.g. ipv6/conf/eth0/accept_dad).
+
+    /proc/sys/net shows the network namespace of the task that looks it up, so a thread that
+    entered the namespace writes that namespace's value; the machine's stays untouched."""
+    def write():
+        with open("/proc/sys/net/" + key, "w", encoding="ascii") as handle:
+            handle.write(value)
+
+    _in_namespace(pin, CLONE_NEWNET, write)
+
+
+def get_net_sysctl(pin: str, key: str) -> str:
+    def read():
+        with open("/proc/sys/net/" + key, encoding="ascii") as handle:
+            return handle.read().strip()
+
+    return _in_namespace(pin, CLONE_NEWNET, read)
+
+
 def get_hostname(pin: str) -> str:
     return _in_namespace(pin, CLONE_NEWUTS, socket.gethostname)
 

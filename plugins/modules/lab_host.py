@@ -112,6 +112,9 @@ notes:
   - Links and addresses are managed with pyroute2; the namespaces are made with unshare(2) in a
     throwaway thread and pinned with bind mounts (system calls through ctypes; no command runs).
   - Changes to labs are serialised with a lock on C(/run/overlay-lab).
+  - With IPv6 underlay addresses, duplicate address detection is off on O(underlay_dev) (C(accept_dad=0)
+    in the host's namespace, addresses added with C(IFA_F_NODAD)), so the addresses are usable at
+    once instead of tentative for a second; a host with DAD back on is repaired.
   - Adding or removing a host also updates the other hosts' permanent neighbour entries
     (O(static_neighbours)); they appear under RV(repaired) with C(underlay neighbours).
 seealso:
@@ -264,6 +267,7 @@ def validate(params: dict) -> dict:
             raise InputError(field + ".underlay_ip", address, "is the underlay address of another host too")
         wanted["hosts"][host_name] = address
     wanted["prefix"] = v.int_range("underlay_prefix", params["underlay_prefix"], 1, 128 if family == 6 else 32)
+    wanted["family"] = family or 4
     return wanted
 
 
@@ -287,6 +291,19 @@ def underlay_mac(ip: str) -> str:
 
 
 NUD_PERMANENT = 0x80
+# IPv6 duplicate address detection: a new address is "tentative" for about a second and cannot
+# be a source; a VXLAN device whose local address is tentative sends nothing (the first pings of
+# an overlay converged right after lab.yml would be lost). Lab addresses are unique by
+# construction, so an IPv6 lab disables DAD on the underlay device (accept_dad 0, set before
+# the device goes up, so its link-local address is not tentative either) and adds the address
+# with IFA_F_NODAD.
+IFA_F_NODAD = 0x02
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+
+
+def dad_key(wanted: dict) -> str:
+    return "ipv6/conf/%s/accept_dad" % wanted["dev"]
 
 
 def final_hosts(wanted: dict, state: dict, plan: dict) -> dict[str, str]:
@@ -362,6 +379,11 @@ def read_host(wanted: dict, host: str) -> dict:
             state["dev"]["mac"] = dev.get_attr("IFLA_ADDRESS")
             state["dev"]["addresses"] = addresses_of(ipr, dev["index"])
             state["dev"]["neighbours"] = permanent_neighbours(ipr, dev["index"])
+            if wanted["family"] == 6:
+                state["dev"]["accept_dad"] = lab.get_net_sysctl(pins["net"], dad_key(wanted))
+                state["dev"]["tentative"] = any(
+                    addr.get_attr("IFA_FLAGS", addr["flags"]) & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
+                    for addr in ipr.addr("dump", index=dev["index"]) if addr["index"] == dev["index"])
     state["hostname"] = lab.get_hostname(pins["uts"])
     return state
 
@@ -416,8 +438,10 @@ def host_repairs(wanted: dict, state: dict, host: str, everyone: dict[str, str])
     if dev is None or port is None or dev["kind"] != "veth" or dev["peer"] != port["index"] or port["peer"] != dev["index"]:
         return None
     fixes = []
-    if dev["addresses"] != [cidr(wanted, host)]:
+    if dev["addresses"] != [cidr(wanted, host)] or dev.get("tentative"):
         fixes.append("underlay address")
+    if wanted["family"] == 6 and dev.get("accept_dad") != "0":
+        fixes.append("duplicate address detection off")
     if not dev["up"] or dev["mtu"] != wanted["mtu"] or \
             (wanted["static_neighbours"] and dev["mac"] != underlay_mac(wanted["hosts"][host])):
         fixes.append("underlay device")
@@ -614,6 +638,8 @@ def plug(wanted: dict, fabric, bridge: int, host: str, fresh: bool, everyone: di
         os.close(fd)
     fabric.link("set", index=get_link(fabric, port)["index"], master=bridge, ifalias=host, state="up")
     fixes = ["underlay address", "underlay device", "loopback"]
+    if wanted["family"] == 6:
+        fixes.insert(0, "duplicate address detection off")
     if wanted["static_neighbours"]:
         fixes.append("underlay neighbours")
     configure_host(wanted, host, fixes, everyone)
@@ -624,14 +650,18 @@ def configure_host(wanted: dict, host: str, fixes: list[str], everyone: dict[str
     with ns_session(pins["net"]) as ipr:
         dev = get_link(ipr, wanted["dev"])
         index = dev["index"]
+        if "duplicate address detection off" in fixes:
+            lab.set_net_sysctl(pins["net"], dad_key(wanted), "0")
         if "underlay address" in fixes:
             want = cidr(wanted, host)
             for address in addresses_of(ipr, index):
-                if address != want:
+                # a tentative address (DAD was on when it was added) is added again without DAD
+                if address != want or wanted["family"] == 6:
                     ip, prefix = address.rsplit("/", 1)
                     _ignore_absent(ipr.addr, "del", index=index, address=ip, prefixlen=int(prefix))
             if want not in addresses_of(ipr, index):
-                ipr.addr("add", index=index, address=wanted["hosts"][host], prefixlen=wanted["prefix"])
+                extra = {"flags": IFA_F_NODAD} if wanted["family"] == 6 else {}
+                ipr.addr("add", index=index, address=wanted["hosts"][host], prefixlen=wanted["prefix"], **extra)
         if "underlay device" in fixes:
             if wanted["static_neighbours"]:
                 ipr.link("set", index=index, address=underlay_mac(wanted["hosts"][host]))

@@ -1,0 +1,319 @@
+# -*- coding: utf-8 -*-
+# Copyright: overlay.vxlan contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The VTEP allow-list: an nftables table of its own that accepts VXLAN only from the overlay.
+
+VXLAN has no authentication: anything that can send UDP to a VTEP's port with a matching VNI
+puts frames into the tenant's network. The table `inet overlay_vxlan` (never any other table, so
+the host's own rules are left alone) hooks input and sends every datagram to a VXLAN port
+(set `ports`) through chain `vxlan`:
+
+    iif lo accept                                     the host's own traffic
+    ip saddr . ether saddr @bound4 accept             a member's address from the member's MAC
+    ip6 saddr . ether saddr @bound6 accept
+    ip saddr @unbound4 accept                         members whose MAC is not known (routed
+    ip6 saddr @unbound6 accept                        underlay): by address alone
+    ip saddr @members4 counter name spoofed drop      a member's address from another MAC
+    ip6 saddr @members6 counter name spoofed drop
+    counter name foreign drop                         anybody else
+
+The sets are updated element by element when the overlay changes (no window without the
+filter, counters kept); a table whose structure differs from this one (a set, chain or rule
+changed by hand, or an older layout) is replaced in the same transaction.
+
+libnftables is used through its Python binding (Debian: python3-nftables). The binding is pure
+Python over ctypes, so an interpreter that cannot import it (a virtualenv: the lab's hosts run
+the controller's) loads it from the distribution's dist-packages directory without putting that
+directory on sys.path. Nothing here imports Ansible: the boot-time restore can run manage().
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.util
+import ipaddress
+import json
+import os
+import sys
+
+from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
+from ansible_collections.overlay.vxlan.plugins.module_utils._validate import InputError, OverlayError
+
+FAMILY = "inet"
+SET_TYPES = {
+    "ports": "inet_service",
+    "members4": "ipv4_addr", "members6": "ipv6_addr",
+    "bound4": ["ipv4_addr", "ether_addr"], "bound6": ["ipv6_addr", "ether_addr"],
+    "unbound4": "ipv4_addr", "unbound6": "ipv6_addr",
+}
+COUNTERS = ("foreign", "spoofed")
+# Before the usual filter priority (0), so a host firewall's accept cannot let a frame past us.
+BASE_CHAIN = {"type": "filter", "hook": "input", "prio": -10, "policy": "accept"}
+RULES = {
+    "input": ["udp dport @ports jump vxlan"],
+    "vxlan": [
+        'iifname "lo" accept',
+        "ip saddr . ether saddr @bound4 accept",
+        "ip6 saddr . ether saddr @bound6 accept",
+        "ip saddr @unbound4 accept",
+        "ip6 saddr @unbound6 accept",
+        "ip saddr @members4 counter name spoofed drop",
+        "ip6 saddr @members6 counter name spoofed drop",
+        "counter name foreign drop",
+    ],
+}
+DIST_PACKAGES = ("/usr/lib/python3/dist-packages",)
+
+
+class NftError(OverlayError):
+    """libnftables refused a command; the message is nft's own."""
+
+
+def rule_tag(rule: str) -> str:
+    """The comment each rule carries: a hash of its text, so a changed layout is recognised."""
+    return "overlay.vxlan " + hashlib.sha1(rule.encode()).hexdigest()[:10]
+
+
+# --- the binding ----------------------------------------------------------------------------------
+
+def load_binding():
+    """The `nftables` module: importable, or the distribution's (python3-nftables), loaded from
+    its directory by file location so nothing else from dist-packages shadows our packages."""
+    try:
+        import nftables  # noqa: PLC0415  (optional dependency, looked for at run time)
+        return nftables
+    except ImportError:
+        pass
+    for base in DIST_PACKAGES:
+        init = os.path.join(base, "nftables", "__init__.py")
+        if os.path.exists(init):
+            spec = importlib.util.spec_from_file_location("nftables", init, submodule_search_locations=[os.path.dirname(init)])
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["nftables"] = module
+            spec.loader.exec_module(module)
+            return module
+    raise OverlayError("the nftables Python binding is missing on this host: install python3-nftables "
+                       "(apt install nftables python3-nftables)")
+
+
+def enter_netns(netns: str | None) -> None:
+    """Move this (single-threaded, short-lived) process into a network namespace: libnftables
+    works in the namespace of the process that calls it."""
+    if not netns:
+        return
+    path = netns if netns.startswith("/") else os.path.join("/run/netns", netns)
+    if not os.path.exists(path):
+        raise InputError("netns", netns, "network namespace does not exist")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:
+            code = ctypes.get_errno()
+            raise OverlayError("cannot enter network namespace %s: %s" % (netns, os.strerror(code)))
+    finally:
+        os.close(fd)
+
+
+class Nft:
+    """A libnftables context: text commands (one buffer = one atomic transaction), JSON output."""
+
+    def __init__(self):
+        binding = load_binding()
+        try:
+            self.ctx = binding.Nftables()
+        except OSError as exc:
+            raise OverlayError("libnftables cannot be loaded: %s (install nftables)" % exc) from None
+        self.ctx.set_json_output(True)
+        self.ctx.set_handle_output(False)
+
+    def run(self, text: str, dry_run: bool = False):
+        self.ctx.set_dry_run(dry_run)
+        try:
+            rc, out, err = self.ctx.cmd(text)
+        finally:
+            self.ctx.set_dry_run(False)
+        if rc != 0:
+            raise NftError("nftables refused the change: %s" % (err.strip() or "rc %d" % rc))
+        return json.loads(out) if out.strip() else {}
+
+    def list_table(self, table: str) -> list | None:
+        rc, out, err = self.ctx.cmd("list table %s %s" % (FAMILY, table))
+        if rc != 0:
+            if "No such file or directory" in err:
+                return None
+            raise NftError("cannot read table %s %s: %s" % (FAMILY, table, err.strip()))
+        return json.loads(out)["nftables"]
+
+
+# --- validating -------------------------------------------------------------------------------
+
+def validate(params: dict) -> dict:
+    table = params.get("table") or "overlay_vxlan"
+    if not all(c.isalnum() or c == "_" for c in table) or not table[0].isalpha() or len(table) > 64:
+        raise InputError("table", table, "use letters, digits and '_', starting with a letter")
+    wanted = {"table": table, "state": params.get("state") or "present", "bind_mac": params.get("bind_mac", True),
+              "ports": set(), "members": {}}
+    for index, port in enumerate(params.get("ports") or []):
+        wanted["ports"].add(v.port("ports[%d]" % index, port))
+    for index, member in enumerate(params.get("members") or []):
+        field = "members[%d]" % index
+        if not isinstance(member, dict):
+            raise InputError(field, member, "must be a dict with address and, optionally, mac")
+        address = str(ipaddress.ip_address(v.unicast_ip(field + ".address", member.get("address"))))
+        if address in wanted["members"]:
+            raise InputError(field + ".address", address, "is listed twice")
+        mac = member.get("mac")
+        wanted["members"][address] = v.mac(field + ".mac", mac).lower() if mac else None
+    return wanted
+
+
+def wanted_sets(wanted: dict) -> dict[str, set]:
+    sets = {name: set() for name in SET_TYPES}
+    sets["ports"] = set(wanted["ports"])
+    for address, mac in wanted["members"].items():
+        suffix = "6" if ":" in address else "4"
+        sets["members" + suffix].add(address)
+        if mac and wanted["bind_mac"]:
+            sets["bound" + suffix].add((address, mac))
+        else:
+            sets["unbound" + suffix].add(address)
+    return sets
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+def _element(value):
+    """One set element from nft's JSON, normalised like wanted_sets (addresses compressed)."""
+    if isinstance(value, dict) and "elem" in value:
+        value = value["elem"]["val"]
+    if isinstance(value, dict) and "concat" in value:
+        return tuple(_element(part) for part in value["concat"])
+    if isinstance(value, str) and ":" in value and len(value) == 17 and value.count(":") == 5:
+        return value.lower()
+    if isinstance(value, str):
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            return value
+    return value
+
+
+def read(nft: Nft, table: str) -> dict:
+    items = nft.list_table(table)
+    state = {"exists": items is not None, "sets": {}, "counters": {}, "chains": {}, "rules": {}}
+    for item in items or []:
+        if "set" in item:
+            entry = item["set"]
+            state["sets"][entry["name"]] = {"type": entry["type"], "elements": {_element(e) for e in entry.get("elem", [])}}
+        elif "counter" in item:
+            entry = item["counter"]
+            state["counters"][entry["name"]] = {"packets": entry["packets"], "bytes": entry["bytes"]}
+        elif "chain" in item:
+            entry = item["chain"]
+            state["chains"][entry["name"]] = {key: entry.get(key) for key in BASE_CHAIN}
+            state["rules"].setdefault(entry["name"], [])
+        elif "rule" in item:
+            entry = item["rule"]
+            state["rules"].setdefault(entry["chain"], []).append(entry.get("comment"))
+    return state
+
+
+def structure_ok(state: dict) -> bool:
+    """True if the table has exactly our sets, counters, chains and rules (by their tags)."""
+    if {name: entry["type"] for name, entry in state["sets"].items()} != SET_TYPES:
+        return False
+    if set(state["counters"]) != set(COUNTERS) or set(state["chains"]) != set(RULES):
+        return False
+    if state["chains"]["input"] != BASE_CHAIN or any(state["chains"]["vxlan"].values()):
+        return False
+    return all(state["rules"].get(chain) == [rule_tag(rule) for rule in rules] for chain, rules in RULES.items())
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+def _text(value) -> str:
+    return " . ".join(value) if isinstance(value, tuple) else str(value)
+
+
+def _elements(verb: str, table: str, name: str, values) -> list[str]:
+    if not values:
+        return []
+    return ["%s element %s %s %s { %s }" % (verb, FAMILY, table, name, ", ".join(_text(x) for x in sorted(values, key=str)))]
+
+
+def create_commands(table: str, sets: dict[str, set]) -> list[str]:
+    def set_type(kind):
+        return " . ".join(kind) if isinstance(kind, list) else kind
+
+    where = "%s %s" % (FAMILY, table)
+    cmds = ["add table " + where]
+    cmds += ["add set %s %s { type %s; }" % (where, name, set_type(kind)) for name, kind in SET_TYPES.items()]
+    cmds += ["add counter %s %s" % (where, name) for name in COUNTERS]
+    cmds.append("add chain %s input { type filter hook input priority %d; policy accept; }" % (where, BASE_CHAIN["prio"]))
+    cmds.append("add chain %s vxlan" % where)
+    for chain, rules in RULES.items():
+        cmds += ['add rule %s %s %s comment "%s"' % (where, chain, rule, rule_tag(rule)) for rule in rules]
+    for name, values in sets.items():
+        cmds += _elements("add", table, name, values)
+    return cmds
+
+
+def plan(wanted: dict, state: dict) -> list[str]:
+    """The commands of one transaction that bring the table to `wanted` (empty: nothing to do)."""
+    table = wanted["table"]
+    if wanted["state"] == "absent":
+        return ["delete table %s %s" % (FAMILY, table)] if state["exists"] else []
+    sets = wanted_sets(wanted)
+    if not state["exists"] or not structure_ok(state):
+        # replaced in the same transaction: the old filter stays until the new one is in place
+        return (["delete table %s %s" % (FAMILY, table)] if state["exists"] else []) + create_commands(table, sets)
+    cmds = []
+    for name, values in sets.items():
+        have = state["sets"][name]["elements"]
+        cmds += _elements("delete", table, name, have - values)
+        cmds += _elements("add", table, name, values - have)
+    return cmds
+
+
+def view(state_or_wanted: dict, exists: bool, sets: dict | None = None) -> dict:
+    """The diff's view: ports and members (address, and the MAC it is bound to, if any)."""
+    if not exists:
+        return {"exists": False}
+    members = {}
+    for name in ("members4", "members6"):
+        for address in sets.get(name, ()):
+            members[address] = None
+    for name in ("bound4", "bound6"):
+        for address, mac in sets.get(name, ()):
+            members[address] = mac
+    return {"exists": True, "ports": sorted(sets.get("ports", ())),
+            "members": [{"address": a, "mac": m} for a, m in sorted(members.items())]}
+
+
+def manage(module) -> dict:
+    """Bring the table to the wanted state; the module's (or a Runner's) params and check mode."""
+    wanted = validate(module.params)
+    enter_netns(module.params.get("netns"))
+    try:
+        nft = Nft()
+    except OverlayError:
+        if wanted["state"] == "absent":  # no nftables on the host: there is no table to remove
+            return {"changed": False, "table": "%s %s" % (FAMILY, wanted["table"]), "counters": {}, "commands": []}
+        raise
+    state = read(nft, wanted["table"])
+    cmds = plan(wanted, state)
+    unbound = sorted(a for a, mac in wanted["members"].items() if not mac)
+    if wanted["state"] == "present" and wanted["bind_mac"] and unbound:
+        module.warn("VTEP allow-list table %s: no underlay MAC known for %s; accepted by source address alone, "
+                    "so frames spoofing these addresses are not refused" % (wanted["table"], ", ".join(unbound)))
+    if cmds:
+        # check mode: the kernel still checks the transaction (nft --check), and nothing is applied
+        nft.run("\n".join(cmds) + "\n", dry_run=module.check_mode)
+    before = view(state, state["exists"], {n: e["elements"] for n, e in state["sets"].items()})
+    after = view(wanted, wanted["state"] == "present", wanted_sets(wanted) if wanted["state"] == "present" else None)
+    counters = read(nft, wanted["table"])["counters"] if not module.check_mode else state["counters"]
+    result = {"changed": bool(cmds), "table": "%s %s" % (FAMILY, wanted["table"]), "counters": counters,
+              "commands": cmds}
+    if getattr(module, "_diff", False):
+        result["diff"] = {"before": before, "after": after}
+    return result
