@@ -81,7 +81,7 @@ notes:
   - Talks to nftables through libnftables; never runs C(nft).
   - What it does not stop, and what needs encryption, is in the collection's docs/security.md.
 author:
-  - overlay.vxlan contributors
+  - overlay.vxlan contributors (@overlay-vxlan)
 """
 
 EXAMPLES = r"""
