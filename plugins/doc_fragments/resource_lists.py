@@ -34,4 +34,9 @@ options:
     type: list
     elements: dict
     default: []
+  vtep_allowlist:
+    description: Parameters of M(overlay.vxlan.vtep_allowlist) tasks, one dict per task.
+    type: list
+    elements: dict
+    default: []
 """

@@ -15,16 +15,20 @@ from ansible_collections.overlay.vxlan.plugins.module_utils import (
     _ip_neigh,
     _linux_bridge,
     _netns_veth,
+    _vtep_allowlist,
     _vxlan_link,
 )
 
-# Bridges before the veths and vxlan devices enslaved to them; devices before their tables.
+# Bridges before the veths and vxlan devices enslaved to them; devices before their tables; the
+# allow-list (nftables, not netlink devices) last. A vtep_allowlist item with `netns` moves the
+# whole process into that namespace (libnftables works where its caller is): give it last.
 RESOURCES = {
     "linux_bridge": _linux_bridge,
     "netns_veth": _netns_veth,
     "vxlan_link": _vxlan_link,
     "bridge_fdb": _bridge_fdb,
     "ip_neigh": _ip_neigh,
+    "vtep_allowlist": _vtep_allowlist,
 }
 
 
@@ -47,4 +51,6 @@ def describe(name: str, params: dict) -> str:
     """A short label for one item: 'linux_bridge br1', 'netns_veth ns1/tap1', 'bridge_fdb vxlan0'."""
     if name == "netns_veth":
         return "netns_veth %s/%s" % (params.get("namespace"), params.get("name"))
+    if name == "vtep_allowlist":
+        return "vtep_allowlist inet %s" % params.get("table")
     return "%s %s" % (name, params.get("name") or params.get("dev"))

@@ -290,6 +290,24 @@ def view(state_or_wanted: dict, exists: bool, sets: dict | None = None) -> dict:
             "members": [{"address": a, "mac": m} for a, m in sorted(members.items())]}
 
 
+# AnsibleModule's keyword arguments: the module, overlay_plan and overlay_state (the record the
+# boot-time restore applies) validate with the same spec.
+SPEC = dict(
+    argument_spec=dict(
+        members=dict(type="list", elements="dict", default=[], options=dict(
+            address=dict(type="str", required=True),
+            mac=dict(type="str"),
+        )),
+        ports=dict(type="list", elements="int", default=[4789]),
+        bind_mac=dict(type="bool", default=True),
+        table=dict(type="str", default="overlay_vxlan"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        netns=dict(type="str"),
+    ),
+    supports_check_mode=True,
+)
+
+
 def manage(module) -> dict:
     """Bring the table to the wanted state; the module's (or a Runner's) params and check mode."""
     wanted = validate(module.params)

@@ -126,23 +126,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import run_module
 from ansible_collections.overlay.vxlan.plugins.module_utils._validate import OverlayError
-from ansible_collections.overlay.vxlan.plugins.module_utils._vtep_allowlist import manage
-
-SPEC = dict(
-    members=dict(type="list", elements="dict", default=[], options=dict(
-        address=dict(type="str", required=True),
-        mac=dict(type="str"),
-    )),
-    ports=dict(type="list", elements="int", default=[4789]),
-    bind_mac=dict(type="bool", default=True),
-    table=dict(type="str", default="overlay_vxlan"),
-    state=dict(type="str", default="present", choices=["present", "absent"]),
-    netns=dict(type="str"),
-)
+from ansible_collections.overlay.vxlan.plugins.module_utils._vtep_allowlist import SPEC, manage
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=SPEC, supports_check_mode=True)
+    module = AnsibleModule(**SPEC)
 
     def body():
         try:
