@@ -114,21 +114,29 @@ def vxlan_overlay_check(hostvars, overlay_hosts, endpoint_map_file=None) -> dict
     return {"map": built, "problems": problems, "message": overlay_map.report(problems) if problems else ""}
 
 
-def vxlan_host_share(built, host) -> list:
+def vxlan_host_share(built, host, remote=True) -> list:
     """One host's share of the map (what vxlan_mesh returns for it), in O(the host's networks'
-    endpoints): the roles take it instead of a pass over every host's hostvars per host."""
+    endpoints): the roles take it instead of a pass over every host's hostvars per host.
+    remote=False: only the host's own endpoints (the endpoint role needs nothing else, and a
+    fleet's remote entries are what costs Ansible to carry from task to task)."""
     host = str(host)
     hosts = built.get("hosts", {}) if isinstance(built, Mapping) else {}
     if host not in hosts:
         raise AnsibleFilterError("host %s is not one of the overlay hosts of the endpoint map (is it in the overlay group, "
                                  "with a vxlan_underlay_ip?)" % host)
-    return overlay_map.host_share(_plain(built), host)
+    share = overlay_map.host_share(_plain(built), host)
+    if not remote:
+        for net in share:
+            net.update(remote_endpoints=[], foreign_endpoints=[], flood=[], fdb=[], neigh=[])
+    return share
 
 
 def vxlan_underlay_check(built, host, interfaces) -> list:
     if str(host) not in built.get("hosts", {}):
         return []  # not one of the validated overlay hosts: nothing is asked of it
-    return overlay_map.underlay_problems(_plain(built), str(host), _plain(interfaces))
+    # Only this host's entry is read: converting the whole map (every endpoint of the fleet)
+    # for each host would make this check O(N) per host.
+    return overlay_map.underlay_problems({"hosts": {str(host): _plain(built["hosts"][str(host)])}}, str(host), _plain(interfaces))
 
 
 class FilterModule:
