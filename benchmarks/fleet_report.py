@@ -60,7 +60,7 @@ def _run(result: dict, key: str = "first") -> str:
     return "%.1f s (%.1f CPU), %.0f MB" % (run["wall"], run["cpu"], run["maxrss_mb"])
 
 
-def inventory_text(results: list[dict]) -> list[str]:
+def inventory_text(results: list[dict], before: dict | None = None) -> list[str]:
     small, big_lists, big_file = results
     out = ["### The lab's 3 hosts from a 1,000-host inventory", "",
            "A fresh 3-host lab (10 VMs per host, static mode) converged by `playbooks/validate.yml` + the roles endpoint, "
@@ -72,7 +72,11 @@ def inventory_text(results: list[dict]) -> list[str]:
            "| inventory | first converge | no-change re-run | h1's fdb / neighbour entries "
            "| module processes per host (first / re-run) | load average before / after |",
            "|---|---:|---:|---:|---:|---|"]
-    for result, label in ((small, "3 hosts"), (big_lists, "1,000 hosts, host_vars lists"), (big_file, "1,000 hosts, endpoint file")):
+    rows = [(small, "3 hosts"), (big_lists, "1,000 hosts, host_vars lists"), (big_file, "1,000 hosts, endpoint file")]
+    if before:
+        rows += [(before["runs"][0], "before (roles at %s): 3 hosts" % before["commit"]),
+                 (before["runs"][1], "before (roles at %s): 1,000 hosts, host_vars lists" % before["commit"])]
+    for result, label in rows:
         runs = result["first"].get("module_runs", {})
         again = result.get("rerun", {}).get("module_runs", {})
         out.append("| %s | %s | %s | %d / %d | %s / %s | %s / %s |" % (
@@ -88,6 +92,13 @@ def inventory_text(results: list[dict]) -> list[str]:
             "- host_vars lists (inventories/lab's format): %.1f s more (%s; CPU %+.1f s): most of it is Ansible loading the "
             "10,000 endpoints as inventory variables, before any task; the roles' own cost is the same as with the file." % (
                 diff_lists, _verdict(diff_lists < INVENTORY_TARGET), big_lists["first"]["cpu"] - small["first"]["cpu"])]
+    if before:
+        old_small, old_big = before["runs"]
+        out.append("- before (the roles at %s: the vxlan_mesh filter per host and role, a module process per bridge and VM): "
+                   "the 1,000-host inventory cost %.1f s more than the 3-host one (CPU %+.1f s); now %.1f s with the same "
+                   "inventory, %.1f s with the endpoint file." % (
+                       before["commit"], old_big["first"]["wall"] - old_small["first"]["wall"],
+                       old_big["first"]["cpu"] - old_small["first"]["cpu"], diff_lists, diff_file))
     return out
 
 
@@ -157,7 +168,7 @@ def render(results: dict, docs: Path, plot: Path, section: str) -> None:
     if "tables" in results:
         lines += tables_text(results["tables"]) + [""]
     if "inventory" in results:
-        lines += inventory_text(results["inventory"]) + [""]
+        lines += inventory_text(results["inventory"], results.get("before")) + [""]
     if "scaling" in results:
         lines += scaling_text(results["scaling"], plot) + [""]
     text = docs.read_text()
