@@ -28,7 +28,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -208,17 +207,22 @@ def converge_run(inventory: Path, lab_name: str, playbook: Path, root: Path = RO
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CALLBACK_PLUGINS=str(ROOT / "benchmarks" / "callback_plugins"),
                ANSIBLE_CALLBACKS_ENABLED="bench_count", BENCH_COUNT_FILE=str(count_file))
     argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), "--limit", "lab", "-e", "lab_name=%s" % lab_name, str(playbook)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=3600, check=False)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # wait4 gives this run's own rusage: RUSAGE_CHILDREN's peak RSS would be the largest of every
+    # run so far.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=root, env=env, stdout=out, stderr=err, text=True)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode:
-        raise SystemExit("converge failed (rc=%d):\n%s\n%s" % (proc.returncode, proc.stdout[-4000:], proc.stderr[-2000:]))
-    stats = lab_fixtures.recap(proc.stdout)
+        raise SystemExit("converge failed (rc=%d):\n%s\n%s" % (proc.returncode, stdout[-4000:], stderr[-2000:]))
+    stats = lab_fixtures.recap(stdout)
     counts = json.loads(count_file.read_text() or "{}") if count_file.exists() else {}
-    return {"wall": wall, "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-            "maxrss_mb": after.ru_maxrss / 1024.0, "recap": stats,
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_mb": usage.ru_maxrss / 1024.0, "recap": stats,
             "module_runs": {h: c.get("module_runs") for h, c in counts.get("hosts", {}).items()},
             "tasks": sorted(counts.get("tasks", []), key=lambda t: -t.get("seconds", 0))[:8]}
 
