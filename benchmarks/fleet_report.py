@@ -24,7 +24,8 @@ def tables_text(rows: list[dict]) -> list[str]:
            "One `ansible-playbook` run (local connection) of one task, `state: exact`, on a fresh vxlan0 in a throwaway "
            "namespace, the table passed from a variable (an extra-vars file); the same run with 1 entry is subtracted, "
            "which leaves what the 10,000 entries cost: the controller templating them, the module's arguments, its "
-           "validation, the kernel work and the result carried back. Fastest of 3; elapsed, CPU of everything in brackets. "
+           "validation, the kernel work and the result carried back. Big and 1-entry runs interleaved, the least elapsed and the least CPU of 6 samples "
+           "for *rows, one string* (3 for the others); elapsed, CPU of everything in brackets. "
            "Forms: *rows, one string* (`rows: \"{{ table }}\"`, a string of 10,000 lines: what the vxlan role passes), "
            "*rows, list* (10,000 strings), *entries* (10,000 dicts, the form the issue measured).", "",
            "| module | form | apply, 1 entry | apply, 10,000 | 10,000 - 1 | no-change re-run, 10,000 - 1 "
