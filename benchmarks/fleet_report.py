@@ -71,7 +71,7 @@ def inventory_text(results: list[dict], before: dict | None = None) -> list[str]
            "(`vxlan_endpoint_map_file`). Elapsed, CPU of `ansible-playbook` and everything it ran, peak RSS of the largest "
            "process (the controller).", "",
            "| inventory | first converge | no-change re-run | h1's fdb / neighbour entries "
-           "| module processes per host (first / re-run) | load average before / after |",
+           "| module processes per host (first / re-run) | load average before, then after |",
            "|---|---:|---:|---:|---:|---|"]
     rows = [(small, "3 hosts"), (big_lists, "1,000 hosts, host_vars lists"), (big_file, "1,000 hosts, endpoint file")]
     if before:
@@ -80,7 +80,7 @@ def inventory_text(results: list[dict], before: dict | None = None) -> list[str]
     for result, label in rows:
         runs = result["first"].get("module_runs", {})
         again = result.get("rerun", {}).get("module_runs", {})
-        out.append("| %s | %s | %s | %d / %d | %s / %s | %s / %s |" % (
+        out.append("| %s | %s | %s | %d / %d | %s / %s | %s, then %s |" % (
             label, _run(result), _run(result, "rerun") if "rerun" in result else "-", result["tables"]["fdb"], result["tables"]["neigh"],
             runs.get("h1", "-"), again.get("h1", "-"), result["load_before"], result["load_after"]))
     diff_file = big_file["first"]["wall"] - small["first"]["wall"]
@@ -109,9 +109,9 @@ def scaling_text(results: list[dict], plot: Path) -> list[str]:
            "The same converge of a fresh 3-host lab from inventories of N hosts x 10 VMs (endpoint file), against the 3-host "
            "inventory measured in the same run. Per host = (figure at N - figure at 3) / (N - 3): what each host only in "
            "the inventory costs. The lab's hosts program 10(N-1) entries per table, so this includes their growing tables.", "",
-           "| N | elapsed | CPU | peak RSS | elapsed per host | CPU per host | RSS per host | h1 fdb / neigh | load before / after |",
+           "| N | elapsed | CPU | peak RSS | elapsed per host | CPU per host | RSS per host | h1 fdb / neigh | load before, then after |",
            "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    out.append("| %d | %.1f s | %.1f s | %.0f MB | - | - | - | %d / %d | %s / %s |" % (
+    out.append("| %d | %.1f s | %.1f s | %.0f MB | - | - | - | %d / %d | %s, then %s |" % (
         base["size"], base["first"]["wall"], base["first"]["cpu"], base["first"]["maxrss_mb"], base["tables"]["fdb"],
         base["tables"]["neigh"], base["load_before"], base["load_after"]))
     per = []
@@ -121,7 +121,7 @@ def scaling_text(results: list[dict], plot: Path) -> list[str]:
         cpu = (r["first"]["cpu"] - base["first"]["cpu"]) / n * 1000
         rss = (r["first"]["maxrss_mb"] - base["first"]["maxrss_mb"]) / n * 1024
         per.append((r["size"], wall, cpu, rss))
-        out.append("| %d | %.1f s | %.1f s | %.0f MB | %.1f ms | %.1f ms | %.0f KB | %d / %d | %s / %s |" % (
+        out.append("| %d | %.1f s | %.1f s | %.0f MB | %.1f ms | %.1f ms | %.0f KB | %d / %d | %s, then %s |" % (
             r["size"], r["first"]["wall"], r["first"]["cpu"], r["first"]["maxrss_mb"], wall, cpu, rss,
             r["tables"]["fdb"], r["tables"]["neigh"], r["load_before"], r["load_after"]))
     if len(per) >= 2:
