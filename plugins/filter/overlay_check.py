@@ -9,9 +9,16 @@ Docs: vxlan_overlay_check.yml and vxlan_underlay_check.yml next to this file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
+import yaml
 from jinja2 import Undefined
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # plain unit tests without Ansible
+    AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
 
 from ansible_collections.overlay.vxlan.plugins.module_utils import _overlay_map as overlay_map
 
@@ -47,15 +54,51 @@ def _plain(value):
     return value
 
 
-def read_hosts(hostvars, overlay_hosts) -> dict:
+# What a host may take from vxlan_endpoint_map_file instead of its own variables.
+FILE_VARIABLES = ("vxlan_underlay_ip", "vxlan_endpoints")
+
+
+def read_map_file(path: str, overlay_hosts) -> tuple[dict, list[str]]:
+    """{host: {vxlan_underlay_ip, vxlan_endpoints}} from the file, and its problems.
+
+    Why a file: a fleet's 10,000 endpoints as 1,000 host_vars lists cost Ansible's inventory
+    loader and hostvars templating tens of seconds; read here as plain JSON/YAML they cost a
+    fraction of a second, and only this run-once check reads them."""
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if path.endswith(".json"):
+                data = json.load(handle)
+            else:
+                data = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        return {}, ["vxlan_endpoint_map_file=%r: cannot be read: %s" % (path, str(exc).splitlines()[0] if str(exc) else exc)]
+    if not isinstance(data, dict):
+        return {}, ["vxlan_endpoint_map_file=%r: must map host names to {vxlan_underlay_ip, vxlan_endpoints}, not %s"
+                    % (path, type(data).__name__)]
+    members, problems, result = {str(h) for h in overlay_hosts}, [], {}
+    for host, entry in data.items():
+        where = "vxlan_endpoint_map_file=%r, host %s" % (path, host)
+        if str(host) not in members:
+            problems.append("%s: is not in the overlay group; add it to the inventory or remove it from the file" % where)
+        elif not isinstance(entry, dict) or set(entry) - set(FILE_VARIABLES):
+            problems.append("%s: must be a dict with only %s, not %r" % (where, " and ".join(FILE_VARIABLES), entry))
+        else:
+            result[str(host)] = entry
+    return result, problems
+
+
+def read_hosts(hostvars, overlay_hosts, from_file: dict | None = None) -> dict:
     """{host: {variable: value}} for the variables the overlay uses; one pass over hostvars.
-    A variable that is not set is left out (build() applies the roles' defaults)."""
+    A variable that is not set is left out (build() applies the roles' defaults); one the
+    endpoint map file gives for the host is taken from there, and hostvars' is not read."""
     hosts = {}
+    from_file = from_file or {}
     for name in overlay_hosts:
         host_vars = hostvars[name]
-        entry = {}
+        entry = dict(from_file.get(str(name), {}))
         for var in overlay_map.VARIABLES:
-            if var not in host_vars:
+            if var in entry or var not in host_vars:
                 continue
             try:
                 entry[var] = _plain(host_vars[var])
@@ -65,17 +108,39 @@ def read_hosts(hostvars, overlay_hosts) -> dict:
     return hosts
 
 
-def vxlan_overlay_check(hostvars, overlay_hosts) -> dict:
-    built, problems = overlay_map.build(read_hosts(hostvars, overlay_hosts))
+def vxlan_overlay_check(hostvars, overlay_hosts, endpoint_map_file=None) -> dict:
+    from_file, file_problems = read_map_file(endpoint_map_file, overlay_hosts) if endpoint_map_file else ({}, [])
+    built, problems = overlay_map.build(read_hosts(hostvars, overlay_hosts, from_file))
+    problems = file_problems + problems
     return {"map": built, "problems": problems, "message": overlay_map.report(problems) if problems else ""}
+
+
+def vxlan_host_share(built, host, remote=True) -> list:
+    """One host's share of the map (what vxlan_mesh returns for it), in O(the host's networks'
+    endpoints): the roles take it instead of a pass over every host's hostvars per host.
+    remote=False: only the host's own endpoints (the endpoint role needs nothing else, and a
+    fleet's remote entries are what costs Ansible to carry from task to task)."""
+    host = str(host)
+    hosts = built.get("hosts", {}) if isinstance(built, Mapping) else {}
+    if host not in hosts:
+        raise AnsibleFilterError("host %s is not one of the overlay hosts of the endpoint map (is it in the overlay group, "
+                                 "with a vxlan_underlay_ip?)" % host)
+    share = overlay_map.host_share(_plain(built), host)
+    if not remote:
+        for net in share:
+            net.update(remote_endpoints=[], foreign_endpoints=[], flood=[], fdb=[], neigh=[])
+    return share
 
 
 def vxlan_underlay_check(built, host, interfaces) -> list:
     if str(host) not in built.get("hosts", {}):
         return []  # not one of the validated overlay hosts: nothing is asked of it
-    return overlay_map.underlay_problems(_plain(built), str(host), _plain(interfaces))
+    # Only this host's entry is read: converting the whole map (every endpoint of the fleet)
+    # for each host would make this check O(N) per host.
+    return overlay_map.underlay_problems({"hosts": {str(host): _plain(built["hosts"][str(host)])}}, str(host), _plain(interfaces))
 
 
 class FilterModule:
     def filters(self):
-        return {"vxlan_overlay_check": vxlan_overlay_check, "vxlan_underlay_check": vxlan_underlay_check}
+        return {"vxlan_overlay_check": vxlan_overlay_check, "vxlan_underlay_check": vxlan_underlay_check,
+                "vxlan_host_share": vxlan_host_share}

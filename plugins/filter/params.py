@@ -25,6 +25,16 @@ from ansible.errors import AnsibleFilterError
 MODES = ("multicast", "flood", "static", "dove")
 
 
+def fdb_rows(entries: list) -> str:
+    """bridge_fdb `rows` of mesh fdb/flood entries: `MAC DST` per line."""
+    return "".join("%s %s\n" % (e["mac"], e["dst"]) for e in entries)
+
+
+def neigh_rows(entries: list) -> str:
+    """ip_neigh `rows` of mesh neighbour entries: `IP LLADDR` per line."""
+    return "".join("%s %s\n" % (e["ip"], e["lladdr"]) for e in entries)
+
+
 def endpoint_params(mesh: list, mtu) -> dict:
     """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM."""
     mtu = int(mtu)
@@ -75,9 +85,12 @@ def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None) -> d
         if mode == "dove":
             continue
         # exact everywhere: whatever an earlier mode (or a hand) left in the tables goes.
+        # The tables go as compact rows, one string of one entry per line: a 10,000-entry table
+        # is then one value to template, validate and echo, not 10,000 dicts (the modules'
+        # `rows` option; the same entries and checks as `entries`).
         entries = {"multicast": [], "flood": net["flood"], "static": net["fdb"]}[mode]
-        fdb.append({"dev": net["vxlan_dev"], "state": "exact", "entries": entries})
-        neigh.append({"dev": net["vxlan_dev"], "state": "exact", "entries": net["neigh"] if mode == "static" else []})
+        fdb.append({"dev": net["vxlan_dev"], "state": "exact", "rows": fdb_rows(entries)})
+        neigh.append({"dev": net["vxlan_dev"], "state": "exact", "rows": neigh_rows(net["neigh"] if mode == "static" else [])})
     return {"vxlan_link": links, "bridge_fdb": fdb, "ip_neigh": neigh}
 
 

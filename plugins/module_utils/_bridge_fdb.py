@@ -9,6 +9,7 @@ mode, whether a task has anything to do (one comparison, never a second copy of 
 
 from __future__ import annotations
 
+from ansible_collections.overlay.vxlan.plugins.module_utils import _rows
 from ansible_collections.overlay.vxlan.plugins.module_utils import _tables as tables
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
@@ -21,12 +22,13 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
 )
 
 
-def validate_entries(raw_entries: list) -> list[dict]:
-    """Normalise every entry before anything is read or changed; fail on the first bad one."""
+def validate_entries(raw_entries: list, name: str = "entries") -> list[dict]:
+    """Normalise every entry before anything is read or changed; fail on the first bad one.
+    `name`: the option the entries came from (entries or rows), for the messages."""
     result = []
     family = None
     for index, raw in enumerate(raw_entries):
-        field = "entries[%d]" % index
+        field = "%s[%d]" % (name, index)
         mac = v.mac(field + ".mac", raw.get("mac"), unicast=True, allow_zero=True)
         dst = v.unicast_ip(field + ".dst", raw.get("dst"), version=family)
         family = v.ip_version(dst)
@@ -41,7 +43,8 @@ def manage(module) -> dict:
     params = module.params
     netns = v.netns_name("netns", params["netns"]) if params["netns"] is not None else None
     dev = v.ifname("dev", params["dev"])
-    wanted = validate_entries(params["entries"])
+    name = "rows" if params.get("rows") is not None else "entries"
+    wanted = validate_entries(_rows.fdb_rows(params["rows"]) if name == "rows" else params["entries"], name)
 
     with session(netns) as ipr:
         # In check mode a device the same run creates first has an empty table (and, unknown
@@ -61,20 +64,20 @@ def manage(module) -> dict:
     desired = []
     for index, entry in enumerate(wanted):
         if underlay_family is not None and entry["family"] != underlay_family:
-            raise InputError("entries[%d].dst" % index, entry["dst"], "is IPv%d but %s's underlay (%s) is IPv%d"
+            raise InputError("%s[%d].dst" % (name, index), entry["dst"], "is IPv%d but %s's underlay (%s) is IPv%d"
                              % (entry["family"], dev, underlay or "no local/group/remote set: the kernel's default", underlay_family))
         if entry["via"] is not None and entry["via"] not in index_of:
-            raise InputError("entries[%d].via" % index, entry["via"], "no such interface")
+            raise InputError("%s[%d].via" % (name, index), entry["via"], "no such interface")
         desired.append(tables.FdbEntry(entry["mac"], entry["dst"], entry["vni"] or dev_vni, entry["port"] or dev_port, entry["via"]))
-    v.no_duplicates("entries", desired)
+    v.no_duplicates(name, desired)
     first_dst: dict[str, tuple[int, str]] = {}
     for index, entry in enumerate(desired):
         if entry.mac == v.ZERO_MAC:
             continue
         if entry.mac in first_dst and first_dst[entry.mac][1] != entry:
-            raise InputError("entries[%d].mac" % index, entry.mac,
-                             "is already listed at entries[%d] with another dst; only the all-zero MAC "
-                             "(the flood list) may have several" % first_dst[entry.mac][0])
+            raise InputError("%s[%d].mac" % (name, index), entry.mac,
+                             "is already listed at %s[%d] with another dst; only the all-zero MAC "
+                             "(the flood list) may have several" % (name, first_dst[entry.mac][0]))
         first_dst[entry.mac] = (index, entry)
 
     with tables.nl.NeighSocket(netns) as sock:
@@ -103,13 +106,19 @@ def manage(module) -> dict:
     def text(entry):
         return entry.text(dev_vni, dev_port)
 
+    added = [text(c.entry) for c in changes if c.op != "delete"]
+    removed = [text(c.entry) for c in changes if c.op == "delete"] + [text(c.old) for c in changes if c.op == "replace"]
     result = {
         "changed": bool(changes),
-        "entries": [entry.as_dict() for entry in after],
-        "added": [text(c.entry) for c in changes if c.op != "delete"],
-        "removed": [text(c.entry) for c in changes if c.op == "delete"] + [text(c.old) for c in changes if c.op == "replace"],
+        "added": added,
+        "removed": removed,
         "learned": learned,
+        "counts": {"entries": len(after), "added": len(added), "removed": len(removed)},
     }
+    # The whole table only on request: 10,000 dicts cost more to serialise, scrub and carry
+    # back to the controller than the module's own work.
+    if params.get("return_entries"):
+        result["entries"] = [entry.as_dict() for entry in after]
     if module._diff:
         result["diff"] = {
             "before_header": "%s fdb" % dev,
@@ -149,8 +158,12 @@ SPEC = dict(
                 via=dict(type="str"),
             ),
         ),
+        # Compact rows, checked by validate_entries (not by Ansible's per-entry suboptions).
+        rows=dict(type="raw"),
+        return_entries=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent", "exact"]),
         netns=dict(type="str"),
     ),
+    mutually_exclusive=[["entries", "rows"]],
     supports_check_mode=True,
 )

@@ -9,6 +9,7 @@ mode, whether a task has anything to do (one comparison, never a second copy of 
 
 from __future__ import annotations
 
+from ansible_collections.overlay.vxlan.plugins.module_utils import _rows
 from ansible_collections.overlay.vxlan.plugins.module_utils import _tables as tables
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
 from ansible_collections.overlay.vxlan.plugins.module_utils._fastnl import NUD_NAMES
@@ -20,11 +21,12 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
 )
 
 
-def validate_entries(raw_entries: list, state: str) -> list[tables.NeighEntry]:
-    """Normalise every entry before anything is read or changed; fail on the first bad one."""
+def validate_entries(raw_entries: list, state: str, name: str = "entries") -> list[tables.NeighEntry]:
+    """Normalise every entry before anything is read or changed; fail on the first bad one.
+    `name`: the option the entries came from (entries or rows), for the messages."""
     result = []
     for index, raw in enumerate(raw_entries):
-        field = "entries[%d]" % index
+        field = "%s[%d]" % (name, index)
         # IPv4 (ARP) and IPv6 (NDP) entries may be mixed: a dual-stack overlay needs both on
         # the same device, and state=exact must be able to hold both.
         ip = v.unicast_ip(field + ".ip", raw.get("ip"))
@@ -35,7 +37,7 @@ def validate_entries(raw_entries: list, state: str) -> list[tables.NeighEntry]:
         else:
             lladdr = v.mac(field + ".lladdr", raw["lladdr"], unicast=True)
         result.append(tables.NeighEntry(ip, lladdr))
-    v.no_duplicates("entries", [entry.ip for entry in result])
+    v.no_duplicates(name, [entry.ip for entry in result])
     return result
 
 
@@ -43,7 +45,8 @@ def manage(module) -> dict:
     params = module.params
     netns = v.netns_name("netns", params["netns"]) if params["netns"] is not None else None
     dev = v.ifname("dev", params["dev"])
-    desired = validate_entries(params["entries"], params["state"])
+    name = "rows" if params.get("rows") is not None else "entries"
+    desired = validate_entries(_rows.neigh_rows(params["rows"]) if name == "rows" else params["entries"], params["state"], name)
     nud = NUD_NAMES[params["nud"]]
 
     with session(netns) as ipr:
@@ -71,12 +74,17 @@ def manage(module) -> dict:
 
             tables.execute(sock, changes, to_request, undo_request, "neighbour entry", describe=tables.NeighEntry.text)
 
+    added = [c.entry.text() for c in changes if c.op != "delete"]
+    removed = [c.entry.text() for c in changes if c.op == "delete"] + [c.old.text() for c in changes if c.op == "replace"]
     result = {
         "changed": bool(changes),
-        "entries": [entry.as_dict() for entry in after],
-        "added": [c.entry.text() for c in changes if c.op != "delete"],
-        "removed": [c.entry.text() for c in changes if c.op == "delete"] + [c.old.text() for c in changes if c.op == "replace"],
+        "added": added,
+        "removed": removed,
+        "counts": {"entries": len(after), "added": len(added), "removed": len(removed)},
     }
+    # The whole table only on request (see _bridge_fdb: its cost is in carrying it back).
+    if params.get("return_entries"):
+        result["entries"] = [entry.as_dict() for entry in after]
     if module._diff:
         result["diff"] = {
             "before_header": "%s neighbours (%s)" % (dev, params["nud"]),
@@ -100,9 +108,13 @@ SPEC = dict(
                 lladdr=dict(type="str"),
             ),
         ),
+        # Compact rows, checked by validate_entries (not by Ansible's per-entry suboptions).
+        rows=dict(type="raw"),
+        return_entries=dict(type="bool", default=False),
         nud=dict(type="str", default="permanent", choices=list(NUD_NAMES)),
         state=dict(type="str", default="present", choices=["present", "absent", "exact"]),
         netns=dict(type="str"),
     ),
+    mutually_exclusive=[["entries", "rows"]],
     supports_check_mode=True,
 )

@@ -25,6 +25,7 @@ options:
   entries:
     description:
       - The forwarding entries. With O(state=exact), the complete set.
+      - For large tables use O(rows), the same entries in a compact form; the two are mutually exclusive.
     type: list
     elements: dict
     default: []
@@ -48,6 +49,26 @@ options:
       via:
         description: Outgoing underlay interface for this remote.
         type: str
+  rows:
+    description:
+      - The forwarding entries in compact form, instead of O(entries); mutually exclusive with it.
+      - One string per entry, C(MAC DST [vni VNI] [port PORT] [via IFNAME]), words separated by
+        spaces, with the meaning and checks of O(entries[].mac), O(entries[].dst),
+        O(entries[].vni), O(entries[].port) and O(entries[].via). C(MAC dst DST ...), the words
+        of C(bridge fdb) and of RV(added), is accepted too.
+      - Either a list of such strings or one string with one entry per line (blank lines and
+        lines starting with C(#) are skipped).
+      - The module checks every row itself, in one pass, before it reads or changes anything; a
+        bad row fails the task naming its index and value, e.g. C(rows[3].mac='02:aa').
+        Ansible's per-entry suboption validation, the cost of O(entries) for 10,000 entries, is
+        not involved.
+    type: raw
+  return_entries:
+    description:
+      - Also return RV(entries), the whole table after the task. By default the result only
+        summarises (RV(counts), RV(added), RV(removed)), which keeps a large table's result cheap.
+    type: bool
+    default: false
   state:
     description:
       - V(present) adds missing entries (and repoints a moved unicast MAC).
@@ -80,6 +101,14 @@ EXAMPLES = r"""
       - {mac: "36:ae:ed:9d:22:aa", dst: 192.168.1.2}
       - {mac: "4e:11:78:36:da:e7", dst: 192.168.1.3}
 
+- name: A large static mesh in compact rows (one string, one entry per line)
+  overlay.vxlan.bridge_fdb:
+    dev: vxlan0
+    state: exact
+    rows: |
+      36:ae:ed:9d:22:aa 192.168.1.2
+      4e:11:78:36:da:e7 192.168.1.3 vni 200 port 8472
+
 - name: Inside a network namespace
   overlay.vxlan.bridge_fdb:
     netns: lab-h1
@@ -90,7 +119,7 @@ EXAMPLES = r"""
 RETURN = r"""
 entries:
   description: The device's permanent self entries after the task (in check mode, as they would be).
-  returned: success
+  returned: success, when O(return_entries=true)
   type: list
   elements: dict
   sample: [{mac: "00:00:00:00:00:00", dst: 192.168.1.2, vni: 100, port: 4789, via: null}]
@@ -109,6 +138,11 @@ learned:
   description: Number of kernel-learned (non-permanent) entries on the device; never modified.
   returned: success
   type: int
+counts:
+  description: How many permanent self entries the device has after the task, and how many were added and removed.
+  returned: success
+  type: dict
+  sample: {entries: 10000, added: 2, removed: 1}
 """
 
 from ansible.module_utils.basic import AnsibleModule

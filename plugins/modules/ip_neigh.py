@@ -21,7 +21,9 @@ options:
     type: str
     required: true
   entries:
-    description: The neighbour entries. With O(state=exact), the complete set.
+    description:
+      - The neighbour entries. With O(state=exact), the complete set.
+      - For large tables use O(rows), the same entries in a compact form; the two are mutually exclusive.
     type: list
     elements: dict
     default: []
@@ -35,6 +37,25 @@ options:
           - Its unicast MAC, any case. Required unless O(state=absent), where an entry is
             removed only if it still has this MAC.
         type: str
+  rows:
+    description:
+      - The neighbour entries in compact form, instead of O(entries); mutually exclusive with it.
+      - One string per entry, C(IP LLADDR) (C(IP lladdr LLADDR), the words of C(ip neigh) and of
+        RV(added), is accepted too; C(IP) alone with O(state=absent)), with the meaning and
+        checks of O(entries[].ip) and O(entries[].lladdr).
+      - Either a list of such strings or one string with one entry per line (blank lines and
+        lines starting with C(#) are skipped).
+      - The module checks every row itself, in one pass, before it reads or changes anything; a
+        bad row fails the task naming its index and value, e.g. C(rows[3].ip='100.0.0').
+        Ansible's per-entry suboption validation, the cost of O(entries) for 10,000 entries, is
+        not involved.
+    type: raw
+  return_entries:
+    description:
+      - Also return RV(entries), the whole table after the task. By default the result only
+        summarises (RV(counts), RV(added), RV(removed)), which keeps a large table's result cheap.
+    type: bool
+    default: false
   nud:
     description:
       - Neighbour state to install and to manage. Only entries in this state are compared and,
@@ -65,6 +86,14 @@ EXAMPLES = r"""
       - {ip: 100.0.0.3, lladdr: "36:ae:ed:9d:22:aa"}
       - {ip: 100.0.0.4, lladdr: "4e:11:78:36:da:e7"}
 
+- name: A large ARP-proxy table in compact rows
+  overlay.vxlan.ip_neigh:
+    dev: vxlan0
+    state: exact
+    rows:
+      - 100.0.0.3 36:ae:ed:9d:22:aa
+      - 100.0.0.4 4e:11:78:36:da:e7
+
 - name: Forget one VM
   overlay.vxlan.ip_neigh:
     dev: vxlan0
@@ -76,7 +105,7 @@ EXAMPLES = r"""
 RETURN = r"""
 entries:
   description: The device's entries in state O(nud) after the task (in check mode, as they would be).
-  returned: success
+  returned: success, when O(return_entries=true)
   type: list
   elements: dict
   sample: [{ip: 100.0.0.3, lladdr: "36:ae:ed:9d:22:aa"}]
@@ -91,6 +120,11 @@ removed:
   returned: success
   type: list
   elements: str
+counts:
+  description: How many entries in state O(nud) the device has after the task, and how many were added and removed.
+  returned: success
+  type: dict
+  sample: {entries: 10000, added: 2, removed: 1}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -50,8 +50,9 @@ def test_each_mode_asks_what_the_source_does(mode, flags, fdb, neigh):
     if fdb is None:  # dove: the agent owns the tables
         assert params["bridge_fdb"] == [] and params["ip_neigh"] == []
     else:
-        assert params["bridge_fdb"] == [{"dev": "vxlan0", "state": "exact", "entries": fdb}]
-        assert params["ip_neigh"] == [{"dev": "vxlan0", "state": "exact", "entries": neigh}]
+        # Compact rows (one string, an entry per line) since the fleet-scale change.
+        assert params["bridge_fdb"] == [{"dev": "vxlan0", "state": "exact", "rows": "".join("%s %s\n" % (e["mac"], e["dst"]) for e in fdb)}]
+        assert params["ip_neigh"] == [{"dev": "vxlan0", "state": "exact", "rows": "".join("%s %s\n" % (e["ip"], e["lladdr"]) for e in neigh)}]
     assert_valid(params)
 
 
