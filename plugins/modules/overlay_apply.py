@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: overlay_apply
 short_description: Apply a host's overlay tasks in one process, each by its module's own code
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Takes the parameters of a list of O(linux_bridge), O(netns_veth), O(vxlan_link),
     O(bridge_fdb) and O(ip_neigh) tasks and runs each module's own code on them, in that order
@@ -20,34 +20,11 @@ description:
     with that module's check mode, diff and undo of a refused table change. The first item that
     fails stops the task, naming the item (for example C(netns_veth[3] (netns_veth ns4/tap4))) and
     the module's own message; items before it stay applied, as separate tasks would leave them.
-options:
-  linux_bridge:
-    description: Parameters of M(overlay.vxlan.linux_bridge) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  netns_veth:
-    description: Parameters of M(overlay.vxlan.netns_veth) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  vxlan_link:
-    description: Parameters of M(overlay.vxlan.vxlan_link) tasks, one dict per task.
-    type: list
-    elements: dict
-    default: []
-  bridge_fdb:
-    description: Parameters of M(overlay.vxlan.bridge_fdb) tasks, one dict per task (O(overlay.vxlan.bridge_fdb#module:rows) for big tables).
-    type: list
-    elements: dict
-    default: []
-  ip_neigh:
-    description: Parameters of M(overlay.vxlan.ip_neigh) tasks, one dict per task (O(overlay.vxlan.ip_neigh#module:rows) for big tables).
-    type: list
-    elements: dict
-    default: []
+extends_documentation_fragment:
+  - overlay.vxlan.resource_lists
 notes:
   - Needs pyroute2 on the managed host, like the modules it runs.
+  - For big tables give M(overlay.vxlan.bridge_fdb) and M(overlay.vxlan.ip_neigh) items C(rows) instead of C(entries).
 attributes:
   check_mode:
     support: full
@@ -59,7 +36,7 @@ attributes:
     support: full
     description: As idempotent as the modules it runs.
 author:
-  - overlay.vxlan contributors
+  - overlay.vxlan contributors (@overlay-vxlan)
 """
 
 EXAMPLES = r"""
