@@ -558,6 +558,8 @@ def summary_section(converge: list[dict] | None, dataplane: list[dict] | None, m
                                                            r["before"]["first"]["wall"], r["collection"]["first"]["wall"]))
     lines.append("- Programming throughput (`bridge_fdb`, `ip_neigh` at 10,000 entries against `bridge -batch` / `ip -batch`): "
                  "the targets and figures are in its section, written by `benchmarks/modules_bench.py`.")
+    lines.append("- Fleet scale (10,000-entry tables through `ansible-playbook`, 1,000-3,000-host inventories): the targets and "
+                 "figures are in its section, written by `benchmarks/fleet_bench.py`.")
     if dataplane:
         lines.append("- Data plane, overlay TCP / underlay TCP per mode: %s; the largest don't-fragment ping equals the overlay MTU in %s." % (
             ", ".join("%s %.2f" % (m["mode"], m["ratio"]) for m in dataplane),

@@ -57,7 +57,8 @@ options:
         O(entries[].vni), O(entries[].port) and O(entries[].via). C(MAC dst DST ...), the words
         of C(bridge fdb) and of RV(added), is accepted too.
       - Either a list of such strings or one string with one entry per line (blank lines and
-        lines starting with C(#) are skipped).
+        lines starting with C(#) are skipped). One string is the cheapest for the controller,
+        which templates a list element by element (docs/benchmarks.md, "Fleet scale").
       - The module checks every row itself, in one pass, before it reads or changes anything; a
         bad row fails the task naming its index and value, e.g. C(rows[3].mac='02:aa').
         Ansible's per-entry suboption validation, the cost of O(entries) for 10,000 entries, is

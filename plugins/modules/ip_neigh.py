@@ -44,7 +44,8 @@ options:
         RV(added), is accepted too; C(IP) alone with O(state=absent)), with the meaning and
         checks of O(entries[].ip) and O(entries[].lladdr).
       - Either a list of such strings or one string with one entry per line (blank lines and
-        lines starting with C(#) are skipped).
+        lines starting with C(#) are skipped). One string is the cheapest for the controller,
+        which templates a list element by element (docs/benchmarks.md, "Fleet scale").
       - The module checks every row itself, in one pass, before it reads or changes anything; a
         bad row fails the task naming its index and value, e.g. C(rows[3].ip='100.0.0').
         Ansible's per-entry suboption validation, the cost of O(entries) for 10,000 entries, is
