@@ -45,7 +45,7 @@ def converge(want: dict) -> None:
 
 def modules_check(want: dict) -> dict:
     """What each module, run on its own in check mode, says about each item."""
-    return {module: [bool(run_module(module, params, check=True)["changed"]) for params in items] for module, items in want.items()}
+    return {module: [bool(run_module(module, params, check=True)["changed"]) for params in items] for module, items in want.items() if items}
 
 
 def plan(want: dict, check: bool = False) -> dict:
@@ -56,7 +56,8 @@ def plan(want: dict, check: bool = False) -> dict:
 
 
 def changed_items(result: dict) -> dict:
-    return {module: [item["changed"] for item in items] for module, items in result["items"].items()}
+    """Per module given items, what the plan says (modules given no items are left out)."""
+    return {module: [item["changed"] for item in items] for module, items in result["items"].items() if items}
 
 
 def test_fresh_host_everything_pending_and_nothing_changed(underlay, vm_namespace):
@@ -156,4 +157,5 @@ def test_a_device_that_is_not_there_yet_is_pending(vxlan):
 def test_nothing_given_nothing_pending():
     result = plan({})
     assert result["pending"] is False
-    assert result["items"] == {"linux_bridge": [], "netns_veth": [], "vxlan_link": [], "bridge_fdb": [], "ip_neigh": []}
+    assert result["items"] == {"linux_bridge": [], "netns_veth": [], "vxlan_link": [], "bridge_fdb": [], "ip_neigh": [],
+                               "vtep_allowlist": []}
