@@ -21,9 +21,9 @@ import sys
 import tempfile
 
 from ansible_collections.overlay.vxlan.plugins.module_utils import _restore
-from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import KernelError, NetlinkError, describe_netlink_error
-from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, Runner, describe
-from ansible_collections.overlay.vxlan.plugins.module_utils._validate import InputError, OverlayError
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import KernelError
+from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, describe, run, validated
+from ansible_collections.overlay.vxlan.plugins.module_utils._validate import InputError
 
 PACKAGE = "ansible_collections.overlay.vxlan.plugins.module_utils"
 STATE_FILE = "state.json"
@@ -69,15 +69,12 @@ REMOVAL = {
 }
 
 
-def validated(name: str, raw: dict, index: int) -> dict:
+def checked(name: str, raw: dict, index: int) -> dict:
     """One item through its module's own option spec (defaults filled in), or InputError."""
-    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
-    spec = {k: val for k, val in RESOURCES[name].SPEC.items() if k != "supports_check_mode"}
-    result = ArgumentSpecValidator(**spec).validate(raw)
-    if result.error_messages:
-        raise InputError("%s[%d]" % (name, index), raw, "; ".join(result.error_messages))
-    return result.validated_parameters
+    params, error = validated(name, raw)
+    if error is not None:
+        raise InputError("%s[%d]" % (name, index), raw, error)
+    return params
 
 
 def read_record(path: str) -> tuple[dict | None, str | None]:
@@ -157,13 +154,11 @@ def remove(items: list[tuple[str, dict]], check_mode: bool) -> list[str]:
     removed, failures = [], []
     for name, raw in items:
         label = describe(name, raw)
-        try:
-            if RESOURCES[name].manage(Runner(validated(name, raw, 0), check_mode=check_mode))["changed"]:
-                removed.append(label)
-        except OverlayError as exc:
-            failures.append("%s: %s" % (label, exc.msg))
-        except NetlinkError as exc:
-            failures.append("%s: netlink error: %s" % (label, describe_netlink_error(exc)))
+        _runner, result, error = run(name, checked(name, raw, 0), check_mode)
+        if error is not None:
+            failures.append("%s: %s" % (label, error))
+        elif result["changed"]:
+            removed.append(label)
     if failures:
         raise KernelError("could not remove what the record lists: %s (removed: %s)"
                           % ("; ".join(failures), ", ".join(removed) or "nothing"))
@@ -191,7 +186,7 @@ def manage(module) -> dict:
         return result
 
     document = {"format": _restore.STATE_FORMAT,
-                "resources": {name: [validated(name, raw, i) for i, raw in enumerate(params[name])] for name in RESOURCES}}
+                "resources": {name: [checked(name, raw, i) for i, raw in enumerate(params[name])] for name in RESOURCES}}
     if params["prune"]:
         result["removed"] = remove(departed(old, document), module.check_mode)
     files = wanted_files(path, document)

@@ -18,6 +18,7 @@ from ansible_collections.overlay.vxlan.plugins.module_utils import (
     _vtep_allowlist,
     _vxlan_link,
 )
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import NetlinkError, OverlayError, describe_netlink_error
 
 # Bridges before the veths and vxlan devices enslaved to them; devices before their tables; the
 # allow-list (nftables, not netlink devices) last. A vtep_allowlist item with `netns` moves the
@@ -54,3 +55,30 @@ def describe(name: str, params: dict) -> str:
     if name == "vtep_allowlist":
         return "vtep_allowlist inet %s" % params.get("table")
     return "%s %s" % (name, params.get("name") or params.get("dev"))
+
+
+def validated(name: str, raw: dict) -> tuple[dict | None, str | None]:
+    """One item through its module's own option spec: (parameters with defaults, None) or
+    (None, the messages). Ansible is imported here, not at import time: the boot restore runs
+    recorded, already validated items without it."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    spec = {k: val for k, val in RESOURCES[name].SPEC.items() if k != "supports_check_mode"}
+    result = ArgumentSpecValidator(**spec).validate(raw)
+    if result.error_messages:
+        return None, "; ".join(result.error_messages)
+    return result.validated_parameters, None
+
+
+def run(name: str, params: dict, check_mode: bool) -> tuple[Runner, dict | None, str | None]:
+    """An item's module manage(): (the runner with its warnings, the result, None), or the
+    module's own error as one line instead of the result."""
+    runner = Runner(params, check_mode)
+    try:
+        return runner, RESOURCES[name].manage(runner), None
+    except OverlayError as exc:
+        return runner, None, exc.msg
+    except NetlinkError as exc:
+        return runner, None, "netlink error: %s" % describe_netlink_error(exc)
+    except OSError as exc:
+        return runner, None, str(exc)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import NetlinkError, OverlayError, describe_netlink_error
-from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, Runner, describe
+from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, describe, run
 
 STATE_FORMAT = 1
 
@@ -27,20 +26,14 @@ def apply_state(document: dict, check_mode: bool = False) -> tuple[list[str], li
     """
     changed, failed = [], []
     resources = document.get("resources", {})
-    for name, resource in RESOURCES.items():
+    for name in RESOURCES:
         for params in resources.get(name, []):
             label = describe(name, params)
-            try:
-                result = resource.manage(Runner(params, check_mode=check_mode))
-            except OverlayError as exc:
-                failed.append("%s: %s" % (label, exc.msg))
-            except NetlinkError as exc:
-                failed.append("%s: netlink error: %s" % (label, describe_netlink_error(exc)))
-            except OSError as exc:
-                failed.append("%s: %s" % (label, exc))
-            else:
-                if result.get("changed"):
-                    changed.append(label)
+            _runner, result, error = run(name, params, check_mode)
+            if error is not None:
+                failed.append("%s: %s" % (label, error))
+            elif result.get("changed"):
+                changed.append(label)
     return changed, failed
 
 

@@ -94,40 +94,28 @@ items:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
-    NetlinkError,
-    OverlayError,
-    describe_netlink_error,
     require_pyroute2,
 )
-from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, Runner
+from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, run, validated
 
 
-def check_item(resource, raw: dict, details: bool = False) -> dict:
+def check_item(name: str, raw: dict, details: bool = False) -> dict:
     """One task's parameters through the module's spec and its manage() in check mode."""
-    spec = {k: val for k, val in resource.SPEC.items() if k != "supports_check_mode"}
-    validated = ArgumentSpecValidator(**spec).validate(raw)
-    if validated.error_messages:
-        return {"changed": False, "error": "; ".join(validated.error_messages)}
-    runner = Runner(validated.validated_parameters, check_mode=True)
-    try:
-        result = resource.manage(runner)
-        item = {"changed": bool(result["changed"])}
-        # A device the module could only assume an earlier task creates: not settled.
-        assumed = [w for w in runner.warnings if w.startswith("check mode:")]
-        if assumed:
-            item["assumed"] = "; ".join(assumed)
-        if details:  # the module's own words about what differs, for a caller to print
-            item["result"] = result
-        return item
-    except OverlayError as exc:
-        return {"changed": False, "error": exc.msg}
-    except NetlinkError as exc:
-        return {"changed": False, "error": "netlink error: %s" % describe_netlink_error(exc)}
-    except OSError as exc:
-        return {"changed": False, "error": str(exc)}
+    params, error = validated(name, raw)
+    if error is None:
+        runner, result, error = run(name, params, check_mode=True)
+    if error is not None:
+        return {"changed": False, "error": error}
+    item = {"changed": bool(result["changed"])}
+    # A device the module could only assume an earlier task creates: not settled.
+    assumed = [w for w in runner.warnings if w.startswith("check mode:")]
+    if assumed:
+        item["assumed"] = "; ".join(assumed)
+    if details:  # the module's own words about what differs, for a caller to print
+        item["result"] = result
+    return item
 
 
 def main() -> None:
@@ -138,7 +126,7 @@ def main() -> None:
     )
     require_pyroute2(module)
     details = module.params["details"]
-    items = {name: [check_item(resource, raw, details) for raw in module.params[name]] for name, resource in RESOURCES.items()}
+    items = {name: [check_item(name, raw, details) for raw in module.params[name]] for name in RESOURCES}
     pending = any(item["changed"] or "error" in item or "assumed" in item for checked in items.values() for item in checked)
     module.exit_json(changed=False, pending=pending, items=items)
 
