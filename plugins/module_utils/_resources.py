@@ -1,11 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: overlay.vxlan contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The five resource modules' work, by module name, in the order a host is built.
+"""The resource modules' work, by module name, in the order a host is built.
 
-Shared by overlay_plan (each item in check mode), overlay_persist (the wanted state kept on the
-host) and the boot-time restore (_restore.py), so all three run the modules' own manage()
-and never a copy of it. Nothing here imports Ansible: the restore runs at boot without it.
+Shared by overlay_plan (each item in check mode), overlay_apply (a role's change tasks in one
+process), overlay_state (the wanted state kept on the host) and the boot-time restore
+(_restore.py), so all four run the modules' own manage() and never a copy of it. Nothing here imports Ansible: the restore runs at boot without it.
 """
 
 from __future__ import annotations
@@ -70,10 +70,11 @@ def validated(name: str, raw: dict) -> tuple[dict | None, str | None]:
     return result.validated_parameters, None
 
 
-def run(name: str, params: dict, check_mode: bool) -> tuple[Runner, dict | None, str | None]:
+def run(name: str, params: dict, check_mode: bool, diff: bool = False) -> tuple[Runner, dict | None, str | None]:
     """An item's module manage(): (the runner with its warnings, the result, None), or the
     module's own error as one line instead of the result."""
     runner = Runner(params, check_mode)
+    runner._diff = diff
     try:
         return runner, RESOURCES[name].manage(runner), None
     except OverlayError as exc:

@@ -62,32 +62,21 @@ items:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
-    NetlinkError,
-    OverlayError,
-    describe_netlink_error,
-    require_pyroute2,
-)
-from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, Runner, describe
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import OverlayError, require_pyroute2
+from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, describe, run, validated
 
 
-def run_item(module, name: str, resource, raw: dict) -> dict:
+def run_item(module, name: str, raw: dict) -> dict:
     """One task's parameters through its module's spec and manage(); raises OverlayError."""
-    spec = {k: val for k, val in resource.SPEC.items() if k != "supports_check_mode"}
-    validated = ArgumentSpecValidator(**spec).validate(raw)
-    if validated.error_messages:
-        raise OverlayError("; ".join(validated.error_messages))
-    runner = Runner(validated.validated_parameters, check_mode=module.check_mode)
-    runner._diff = module._diff
-    try:
-        result = resource.manage(runner)
-    except NetlinkError as exc:
-        raise OverlayError("netlink error: %s" % describe_netlink_error(exc)) from None
-    finally:
-        for warning in runner.warnings:
-            module.warn(warning)
+    params, problem = validated(name, raw)
+    if problem:
+        raise OverlayError(problem)
+    runner, result, problem = run(name, params, module.check_mode, diff=module._diff)
+    for warning in runner.warnings:
+        module.warn(warning)
+    if problem:
+        raise OverlayError(problem)
     return result
 
 
@@ -99,11 +88,11 @@ def main() -> None:
     require_pyroute2(module)
     items = {name: [] for name in RESOURCES}
     diffs = []
-    for name, resource in RESOURCES.items():
+    for name in RESOURCES:
         for index, raw in enumerate(module.params[name]):
             label = "%s[%d] (%s)" % (name, index, describe(name, raw))
             try:
-                result = run_item(module, name, resource, raw)
+                result = run_item(module, name, raw)
             except OverlayError as exc:
                 changed = any(item["changed"] for done in items.values() for item in done)
                 module.fail_json(msg="%s: %s" % (label, exc.msg), changed=changed, items=items, diff=diffs)
