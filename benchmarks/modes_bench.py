@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Where each mode stops being the right choice: converge time and table sizes against N.
+
+For each mode and lab size N (3, 8, 16, 32 hosts by default; one VM per host, the inventory of
+converge_bench.py plus a controller host `ctl` for DOVE's etcd), on a fresh lab:
+
+- the converge as a user runs it: `site.yml -e vxlan_mode=<mode> --skip-tags verify`
+  (`playbooks/dove.yml` for dove, which starts etcd on ctl first), then the same again (no-change
+  re-run, must report changed=0);
+- h1's tables on vxlan0 right after the converge: remote fdb entries (`bridge fdb` lines with a
+  `dst`, the all-zero flood entries included) and neighbour entries;
+- the first ping from h1's VM to the last host's VM (the reply time ping prints: ARP, a miss
+  answered by an agent, or a learned flood, whatever the mode needs), then a sweep from h1's VM
+  to every other VM, and h1's tables again: what traffic makes a host hold.
+
+Static holds every remote entry from the start and every host changes when any VM is added (the
+controller's work and each host's tables grow with N); flood holds N-1 flood entries and learns
+the rest from traffic, but every broadcast is sent N-1 times; multicast needs a multicast
+underlay; DOVE holds only what its VMs talk to, at the price of an agent and a controller.
+
+    .venv/bin/python benchmarks/modes_bench.py                       # all modes, 3 8 16 32, JSON on stdout
+    .venv/bin/python benchmarks/modes_bench.py --modes static dove --sizes 3 8 --output /tmp/m.json
+
+A markdown table of the figures goes to stderr as each run ends. Labs are named bench<hex>,
+made with playbooks/lab.yml and always destroyed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from converge_bench import (  # noqa: E402
+    GROUP_VARS_LAB,
+    GROUP_VARS_OVERLAY,
+    ROOT,
+    bench_lab_name,
+    check,
+    run_playbook,
+    vm_address,
+    vm_mac,
+    write_results,
+)
+from lab_fixtures import Lab, underlay_ip  # noqa: E402
+
+MODES = ("static", "flood", "multicast", "dove")
+SIZES = (3, 8, 16, 32)
+PLAYBOOK = {"dove": ROOT / "playbooks" / "dove.yml"}
+_RTT = re.compile(r"time=([0-9.]+) ms")
+
+
+def write_inventory(directory: Path, lab_name: str, size: int) -> tuple[Path, dict[str, str]]:
+    """converge_bench's inventory of h1..hN plus `ctl` in group controller (DOVE's etcd)."""
+    hosts = {"h%d" % i: underlay_ip(i) for i in range(1, size + 1)}
+    ctl = underlay_ip(size + 1)
+    lines = ["---", "all:", "  children:", "    lab:", "      children:", "        overlay:", "        controller:",
+             "    controller:", "      hosts:", "        ctl:", "          vxlan_underlay_ip: %s" % ctl,
+             "    overlay:", "      hosts:"]
+    for i, (name, ip) in enumerate(hosts.items(), 1):
+        lines += ["        %s:" % name,
+                  "          vxlan_underlay_ip: %s" % ip,
+                  "          vxlan_endpoints:",
+                  "            - {network: blue, namespace: ns1, host_if: tap1, vm_if: tap2, address: %s/24, mac: '%s'}"
+                  % (vm_address(i), vm_mac(i))]
+    (directory / "group_vars").mkdir(parents=True, exist_ok=True)
+    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
+    (directory / "group_vars" / "lab.yml").write_text(GROUP_VARS_LAB.format(lab_name=lab_name))
+    (directory / "group_vars" / "overlay.yml").write_text(GROUP_VARS_OVERLAY)
+    return directory / "hosts.yml", dict(hosts, ctl=ctl)
+
+
+def tables(lab: Lab, host: str = "h1") -> dict[str, int]:
+    """Remote fdb entries (with a dst) and neighbour entries on the host's vxlan0."""
+    fdb = lab.enter(host, "bridge", "fdb", "show", "dev", "vxlan0").stdout.splitlines()
+    neigh = lab.enter(host, "ip", "neigh", "show", "dev", "vxlan0").stdout.splitlines()
+    return {"fdb": sum(1 for line in fdb if " dst " in line), "neigh": len([line for line in neigh if line.strip()])}
+
+
+def first_ping_ms(lab: Lab, target: str) -> float | None:
+    proc = lab.enter("h1", "ping", "-n", "-c", "1", "-W", "3", target, netns="ns1", check=False)
+    found = _RTT.search(proc.stdout)
+    return float(found.group(1)) if found else None
+
+
+def sweep(lab: Lab, size: int) -> int:
+    """One ping from h1's VM to every other VM; the number answered."""
+    answered = 0
+    for index in range(2, size + 1):
+        proc = lab.enter("h1", "ping", "-n", "-c", "1", "-W", "2", vm_address(index), netns="ns1", check=False)
+        answered += proc.returncode == 0
+    return answered
+
+
+def bench_mode(mode: str, size: int, tmp: Path) -> dict:
+    name = bench_lab_name()
+    inventory, hosts = write_inventory(tmp / name, name, size)
+    lab = Lab(name, inventory, hosts)
+    playbook = PLAYBOOK.get(mode, ROOT / "site.yml")
+    extra = ("--skip-tags", "verify", "-e", "vxlan_mode=%s" % mode)
+    try:
+        lab.create()
+        first = run_playbook(lab, playbook, *extra)
+        check(first, "%s converge, %d hosts" % (mode, size))
+        rerun = run_playbook(lab, playbook, *extra)
+        check(rerun, "%s re-run, %d hosts" % (mode, size), changed_zero=True)
+        after_converge = tables(lab)
+        start = time.perf_counter()
+        ping = first_ping_ms(lab, vm_address(size))
+        first_ping_wall = time.perf_counter() - start
+        answered = sweep(lab, size)
+        after_traffic = tables(lab)
+    finally:
+        if lab.exists():
+            lab.destroy(check=False)
+    if answered != size - 1:
+        raise SystemExit("%s, %d hosts: h1's VM reached %d of %d VMs" % (mode, size, answered, size - 1))
+    result = {"mode": mode, "hosts": size, "first": first, "rerun": rerun, "tables_converged": after_converge,
+              "tables_after_traffic": after_traffic, "first_ping_ms": ping, "first_ping_wall": round(first_ping_wall, 3)}
+    print("| %s | %d | %.1f s (%.1f CPU) | %.1f s | %d / %d | %d / %d | %s |" % (
+        mode, size, first["wall"], first["cpu"], rerun["wall"], after_converge["fdb"], after_converge["neigh"],
+        after_traffic["fdb"], after_traffic["neigh"], "%.2f ms" % ping if ping is not None else "lost (%.1f s)" % first_ping_wall),
+        file=sys.stderr, flush=True)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--output", type=Path, help="write the JSON results here (default: stdout)")
+    args = parser.parse_args(argv)
+    print("| mode | hosts | first converge | no-change re-run | h1 fdb / neigh after converge | after a sweep from h1 | first ping |\n"
+          "|---|---:|---:|---:|---:|---:|---:|", file=sys.stderr, flush=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="modes-bench-") as tmp:
+        for size in args.sizes:
+            for mode in args.modes:
+                results.append(bench_mode(mode, size, Path(tmp)))
+    write_results(results, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
