@@ -20,14 +20,20 @@ underlay; DOVE holds only what its VMs talk to, at the price of an agent and a c
 
     .venv/bin/python benchmarks/modes_bench.py                       # all modes, 3 8 16 32, JSON on stdout
     .venv/bin/python benchmarks/modes_bench.py --modes static dove --sizes 3 8 --output /tmp/m.json
+    .venv/bin/python benchmarks/modes_bench.py --render /tmp/m.json   # docs/benchmarks.md from saved results
 
-A markdown table of the figures goes to stderr as each run ends. Labs are named bench<hex>,
-made with playbooks/lab.yml and always destroyed.
+A markdown table of the figures goes to stderr as each run ends; with --write-docs (benchmarks/run
+--only modes) the section "## Modes against N" of docs/benchmarks.md is rewritten from them. Labs
+are named bench<hex>, made with playbooks/lab.yml and always destroyed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
 import re
 import sys
 import tempfile
@@ -129,12 +135,80 @@ def bench_mode(mode: str, size: int, tmp: Path) -> dict:
     return result
 
 
+SECTION = "## Modes against N"
+
+# Read with the figures: what each mode's tables and converge grow with, and where that stops
+# being the right trade. The figures above it are this run's; the reasoning is the kernel's.
+ADVICE = """Where each mode stops being the right choice, from these figures and from what grows:
+
+- **static**: every host holds an fdb and a neighbour entry for every remote VM from the start
+  (h1's tables above: N-1 of each with one VM per host; 9,990 each with 1,000 hosts x 10 VMs, see
+  "Fleet scale"), and adding one VM changes every host. The first ping needs no ARP across the
+  underlay and no broadcast is ever flooded. Right while the whole inventory is known to
+  Ansible and changes at Ansible's pace; past a few thousand hosts x VMs per network the table on
+  every host, and the converge that touches every host for each change, are the cost.
+- **flood** (unicast flood list): N-1 all-zero entries per host, the rest learned from traffic;
+  every broadcast, unknown unicast and ARP request is copied N-1 times by the sender. Fine for
+  small meshes; the replication grows with N on every host for every broadcast.
+- **multicast**: no per-peer state at all (one group entry), learning from traffic; the underlay
+  must route multicast (PIM or one L2 domain). The cheapest tables; only where the underlay
+  offers multicast.
+- **dove**: a host holds only what its VMs talk to (0 entries after the converge, the peers of
+  its traffic after it); the price is an agent per host and a controller (etcd), and a first
+  packet that waits for a miss to be answered (the first-ping column). The choice once static
+  tables or flood replication get too big and VMs come and go faster than a converge.
+"""
+
+
+def render(results: list[dict], meta: dict) -> str:
+    """The section's body: one row per (mode, N), then the reading."""
+    lines = ["Measured by `benchmarks/modes_bench.py` (`benchmarks/run --only modes`) on %s, %s. One VM per host; "
+             "converge = `site.yml --skip-tags verify` (`playbooks/dove.yml` for dove: etcd on a controller host "
+             "first), the no-change re-run reports changed=0 (checked); h1's tables are the remote entries on its "
+             "vxlan0 (fdb lines with a `dst`, all-zero flood entries included; neighbour entries), after the "
+             "converge and after one ping from h1's VM to every other VM; first ping = the reply time of the "
+             "first ping from h1's VM to the last host's VM. Elapsed (CPU of ansible-playbook and all it ran). "
+             "Load average %s before, %s after: the machine was shared, compare CPU and ratios within a size."
+             % (meta.get("machine", "?"), meta.get("date", "?"), meta.get("load_before", "?"), meta.get("load_after", "?")),
+             "",
+             "| mode | hosts | first converge | no-change re-run | module processes per host, first / re-run "
+             "| h1 fdb / neigh after the converge | after traffic | first ping |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in sorted(results, key=lambda r: (r["hosts"], MODES.index(r["mode"]))):
+        ping = "%.2f ms" % row["first_ping_ms"] if row["first_ping_ms"] is not None else "lost"
+        lines.append("| %s | %d | %.1f s (%.1f CPU) | %.1f s (%.1f CPU) | %g / %g | %d / %d | %d / %d | %s |" % (
+            row["mode"], row["hosts"], row["first"]["wall"], row["first"]["cpu"], row["rerun"]["wall"], row["rerun"]["cpu"],
+            row["first"]["module_runs_per_host"], row["rerun"]["module_runs_per_host"],
+            row["tables_converged"]["fdb"], row["tables_converged"]["neigh"],
+            row["tables_after_traffic"]["fdb"], row["tables_after_traffic"]["neigh"], ping))
+    return "\n".join(lines) + "\n\n" + ADVICE
+
+
+def load_average() -> str:
+    return " / ".join("%.1f" % value for value in os.getloadavg())
+
+
+def write_docs(results: list[dict], meta: dict) -> None:
+    from report import DOCS, replace_section
+
+    DOCS.write_text(replace_section(DOCS.read_text(), SECTION, render(results, meta)))
+    print("modes_bench: wrote %s" % DOCS.relative_to(ROOT), file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--output", type=Path, help="write the JSON results here (default: stdout)")
+    parser.add_argument("--write-docs", action="store_true", help="rewrite the section '%s' of docs/benchmarks.md" % SECTION)
+    parser.add_argument("--render", type=Path, metavar="JSON", help="no measuring: the section from saved results")
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        write_docs(saved["results"], saved["meta"])
+        return 0
+    meta = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "load_before": load_average(),
+            "machine": "%s, %d CPUs, kernel %s, Python %s" % (platform.machine(), os.cpu_count(), platform.release(), platform.python_version())}
     print("| mode | hosts | first converge | no-change re-run | h1 fdb / neigh after converge | after a sweep from h1 | first ping |\n"
           "|---|---:|---:|---:|---:|---:|---:|", file=sys.stderr, flush=True)
     results = []
@@ -142,7 +216,10 @@ def main(argv=None) -> int:
         for size in args.sizes:
             for mode in args.modes:
                 results.append(bench_mode(mode, size, Path(tmp)))
-    write_results(results, args.output)
+    meta["load_after"] = load_average()
+    write_results({"meta": meta, "results": results}, args.output)
+    if args.write_docs:
+        write_docs(results, meta)
     return 0
 
 

@@ -8,7 +8,8 @@ results under benchmarks/results/ (not committed):
 - modules:  benchmarks/modules_bench.py --write-docs (its own section, "## Programming throughput (modules)");
 - dataplane: benchmarks/dataplane_bench.py (iperf3 overlay vs underlay, MTU, first ping per mode);
 - dove:     benchmarks/dove_latency.py --json (miss-to-entry latency and DOVE's first ping);
-- fleet:    benchmarks/fleet_bench.py (its own section, "## Fleet scale", and docs/img/fleet_scaling.png).
+- fleet:    benchmarks/fleet_bench.py (its own section, "## Fleet scale", and docs/img/fleet_scaling.png);
+- modes:    benchmarks/modes_bench.py --write-docs (its own section, "## Modes against N").
 
 Then this script replaces its three sections of docs/benchmarks.md ("## Converge scaling",
 "## Data plane", "## DOVE vs static first ping"), leaving every other section as it is, and draws
@@ -41,7 +42,7 @@ IMG = ROOT / "docs" / "img"
 # The roles measured as "before" the re-run fix: the last commit without overlay_plan.
 BEFORE_FIX = "e136b4d"
 PYTHON = sys.executable
-STEPS = ("converge", "modules", "dataplane", "dove", "fleet")
+STEPS = ("converge", "modules", "dataplane", "dove", "fleet", "modes")
 SECTIONS = ("## Converge scaling", "## Data plane", "## DOVE vs static first ping")
 SUMMARY = "## Summary"
 MODULES_SECTION = "## Programming throughput (modules)"  # benchmarks/modules_bench.py's own
@@ -107,6 +108,8 @@ def measure(steps: list[str], full: bool) -> dict:
             info["seconds"] += run_step(step, [PYTHON, BENCH / "dove_latency.py", "--json", "--backend", "etcd"], RESULTS / "dove_etcd.json")
         elif step == "fleet":  # writes its own section (benchmarks/fleet_report.py)
             info["seconds"] = run_step(step, [PYTHON, BENCH / "fleet_bench.py"])
+        elif step == "modes":  # writes its own section
+            info["seconds"] = run_step(step, [PYTHON, BENCH / "modes_bench.py", "--write-docs", "--output", RESULTS / "modes.json"])
         info["load_after"] = load()
         meta[step] = info
         meta_path.write_text(json.dumps(meta, indent=1))
