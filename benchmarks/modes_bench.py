@@ -157,6 +157,13 @@ ADVICE = """Where each mode stops being the right choice, from these figures and
   its traffic after it); the price is an agent per host and a controller (etcd), and a first
   packet that waits for a miss to be answered (the first-ping column). The choice once static
   tables or flood replication get too big and VMs come and go faster than a converge.
+
+In flood and multicast mode h1's fdb count includes what it learned (every MAC seen from the
+other hosts: VMs, and the bridges' and veths' own IPv6 neighbour discovery at link-up), which is
+why it exceeds N-1. Through site.yml a host runs 15 module processes on its first converge and 11
+on a no-change re-run (validate's pyroute2 probe and interface read, each role's plan, the
+allow-list and the persisted record); DOVE runs its agent's and controller's tasks every time
+(18-21), so its re-run is not cheaper than its first converge: the next place to cut.
 """
 
 
