@@ -33,6 +33,7 @@ NETNS_PREFIX = "ovxd-"
 CTL_IP = "192.168.1.10"
 
 sys.path.insert(0, str(AGENT.parent))
+sys.path.insert(0, str(ROOT / ".collections"))  # also when imported outside pytest (benchmarks)
 from overlay_vxlan_agent import cli as agent_cli  # noqa: E402
 from overlay_vxlan_agent import metrics as agent_metrics  # noqa: E402,F401  (benchmarks/dove_latency.py)
 
