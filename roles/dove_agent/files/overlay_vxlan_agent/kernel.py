@@ -21,7 +21,7 @@ import socket
 
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETNEIGH, RTM_NEWLINK, RTMGRP_LINK, RTMGRP_NEIGH
-from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_NOARP, NUD_PERMANENT
+from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_NOARP, NUD_PERMANENT, ndmsg
 
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import ABSENT_ERRNOS
 
@@ -99,6 +99,10 @@ class Kernel:
         except OSError:
             pass
         self.events.bind(groups=RTMGRP_NEIGH | RTMGRP_LINK)
+        # Decode only what the agent reads: misses (RTM_GETNEIGH) in full. Every other
+        # notification (the RTM_NEWNEIGH echo of each entry the agent writes, link changes, of
+        # which only the type matters) stays a bare header: about 3x cheaper per message.
+        self.events.marshal.msg_map = {RTM_GETNEIGH: ndmsg}
         self.events_fd = self.events.fileno()
         self.ipr = IPRoute()
         self.ipr.link("get", index=1)  # warm pyroute2 up now, not on the first miss
