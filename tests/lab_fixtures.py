@@ -84,7 +84,10 @@ def _run(argv: list, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 def unique_lab_name() -> str:
-    return "t" + uuid.uuid4().hex[:7]
+    """8 characters: OVERLAY_VXLAN_LAB_PREFIX (default "t"; engineers sharing a machine give
+    their own) and random hex."""
+    prefix = os.environ.get("OVERLAY_VXLAN_LAB_PREFIX", "t")[:4] or "t"
+    return prefix + uuid.uuid4().hex[:8 - len(prefix)]
 
 
 def underlay_ip(index: int) -> str:

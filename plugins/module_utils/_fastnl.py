@@ -1,7 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: overlay.vxlan contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pipelined neighbour/fdb table access for large meshes.
+"""Pipelined neighbour/fdb table access for large meshes: the collection's one lean netlink path.
+
+Used by the table modules (_tables), the vxlan device rebuild (_vxlan_link) and the lab's
+lab_host module; everything else (and the DOVE agent) uses pyroute2. One set of constants (the
+kernel's; a unit test checks they equal pyroute2's, which cannot be imported here unguarded: the
+modules must load without pyroute2 to report it missing), one acknowledgement strategy (only the
+last request of a window asks for an ACK) and one "already gone" rule (already_gone(): a delete
+refused with _netlink.ABSENT_ERRNOS).
 
 Why not plain pyroute2 calls: IPRoute.fdb()/neigh() cost about 300 us per entry on this code's
 reference machine (a full request/response round trip through pyroute2's generic message
@@ -24,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - modules report missing_required_lib first
     pyroute2_netns = None
 
-from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import netns_path
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import ABSENT_ERRNOS, netns_path
 
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
@@ -163,11 +170,22 @@ def neigh_request(op: str, ifindex: int, ip: str, lladdr: str | None = None, sta
     return Request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, family, ifindex, state, 0, attrs, tag)
 
 
-class NeighSocket:
-    """A raw NETLINK_ROUTE socket for dumping and bulk-changing neighbour/fdb tables."""
+def already_gone(request: Request, code: int) -> bool:
+    """A delete the kernel refused because the entry is not there: success for an idempotent change."""
+    return request.msg_type == RTM_DELNEIGH and code in ABSENT_ERRNOS
 
-    def __init__(self, netns: str | None = None):
-        if netns:
+
+class NeighSocket:
+    """A raw NETLINK_ROUTE socket for dumping and bulk-changing neighbour/fdb tables.
+
+    netns: open it inside that namespace (never created); fileno: adopt a NETLINK_ROUTE socket
+    opened elsewhere (the lab's, made inside a lab host's namespace); closing closes it.
+    """
+
+    def __init__(self, netns: str | None = None, fileno: int | None = None):
+        if fileno is not None:
+            self.sock = socket.socket(fileno=fileno)
+        elif netns:
             self.sock = pyroute2_netns.create_socket(
                 netns_path(netns), socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, flags=0
             )

@@ -16,7 +16,7 @@ import socket
 from typing import NamedTuple
 
 from ansible_collections.overlay.vxlan.plugins.module_utils import _fastnl as nl
-from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import ABSENT_ERRNOS, KernelError
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import KernelError
 from ansible_collections.overlay.vxlan.plugins.module_utils._validate import ZERO_MAC
 
 
@@ -199,7 +199,7 @@ def execute(sock: nl.NeighSocket, changes: list[Change], to_request, undo_reques
         return
     # Deleting something already gone is success for an idempotent module, but it changed
     # nothing, so it must not be "undone" (that would create an entry that was never there).
-    gone = {id(f[0]) for f in failures if f[0].msg_type == nl.RTM_DELNEIGH and f[1] in ABSENT_ERRNOS}
+    gone = {id(f[0]) for f in failures if nl.already_gone(f[0], f[1])}
     failures = [f for f in failures if id(f[0]) not in gone]
     if not failures:
         return
