@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from test_dove_netns import PYTHON, DoveNet, agent_module, sh  # noqa: E402
+from test_dove_netns import PYTHON, DoveNet, agent_metrics, sh  # noqa: E402
 
 MULTI_PING = r"""
 import json, os, select, socket, struct, sys, time
@@ -61,7 +61,7 @@ print(json.dumps(out))
 
 
 def pct(values, fraction):
-    return agent_module.percentile(sorted(values), fraction)
+    return agent_metrics.percentile(sorted(values), fraction)
 
 
 def run(per_host: int, rounds: int, backend: str) -> dict:

@@ -147,7 +147,7 @@ def test_malformed_store_records_rejected_with_a_log_line(dove_etcd):
     assert ok, h1.log()[-3000:]
     log = h1.log()
     assert "value is not JSON" in log and "multicast/broadcast MAC" in log and "key says vni 100 ip 100.0.0.62" in log
-    assert "out of range" in log and "loopback" in log
+    assert "must be between 1 and 16777215" in log and "loopback" in log
     for ip in ("100.0.0.60", "100.0.0.61", "100.0.0.62", "100.0.0.63", "100.0.0.64", "100.0.0.99"):
         assert vm1.ping(ip, count=1, timeout=0.3) == [None]
     assert not {"100.0.0.60", "100.0.0.61", "100.0.0.62", "100.0.0.63", "100.0.0.64", "100.0.0.99"} & set(h1.neigh())
