@@ -79,4 +79,3 @@ class EndpointCache:
 
     def by_mac(self, vni: int, mac: str):
         return self._best(self._by_mac.get((vni, mac)))
-

@@ -139,5 +139,3 @@ def validate_config(raw) -> dict:
     if str(config["log_level"]).lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level: debug, info, warning or error")
     return config
-
-

@@ -436,5 +436,3 @@ class Agent:
         if self.registrar is not None:
             self.registrar.set_endpoints(self.scan_local())
         LOG.info("configuration reloaded: %d local endpoint(s)", len(fresh["local_endpoints"]))
-
-

@@ -285,4 +285,3 @@ def _tcp_keepalive(sock):
 def make_etcd_client(config: dict) -> EtcdClient:
     etcd = config["etcd"]
     return EtcdClient(etcd["endpoints"], etcd["timeout"], etcd["ca_cert"], etcd["cert"], etcd["key"], etcd["api_path"])
-

@@ -19,5 +19,3 @@ def build_garp(mac: str, ip: str) -> bytes:
     eth = b"\xff" * 6 + hw + struct.pack("!H", 0x0806)
     arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + hw + proto + hw + proto
     return eth + arp + b"\0" * 18  # pad to the 60-byte Ethernet minimum
-
-
