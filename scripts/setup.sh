@@ -39,4 +39,26 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -r test-requirements.txt
     echo "$want" >"$stamp"
 fi
-echo "setup: ready ($(.venv/bin/ansible --version 2>/dev/null | head -1), pyroute2 $(.venv/bin/python -c 'import pyroute2; print(pyroute2.__version__)'))"
+# community.crypto (galaxy.yml's dependency: the etcd CA and certificates of DOVE mode) into
+# .collections/, where ansible.cfg looks. Galaxy is not always reachable (CI, offline machines):
+# without it, the collection is taken from the `ansible` package's wheel on PyPI (pinned below).
+CRYPTO_DIR=.collections/ansible_collections/community/crypto
+ANSIBLE_WHEEL_VERSION=12.3.0  # ships community.crypto 3.0.x; its ansible-core range includes ours
+if [ ! -f "$CRYPTO_DIR/MANIFEST.json" ]; then
+    if ! .venv/bin/ansible-galaxy collection install -p .collections 'community.crypto>=2.0.0' >/dev/null 2>&1; then
+        echo "setup: community.crypto from the ansible $ANSIBLE_WHEEL_VERSION wheel (PyPI)"
+        wheel_dir=$(mktemp -d)
+        .venv/bin/pip download -q --disable-pip-version-check --no-deps -d "$wheel_dir" "ansible==$ANSIBLE_WHEEL_VERSION"
+        .venv/bin/python - "$wheel_dir"/ansible-*.whl <<'PY'
+import sys
+import zipfile
+
+prefix = "ansible_collections/community/crypto/"
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    wheel.extractall(".collections", [name for name in wheel.namelist() if name.startswith(prefix)])
+PY
+        rm -rf "$wheel_dir"
+    fi
+fi
+crypto_version=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$CRYPTO_DIR/MANIFEST.json" | head -1)
+echo "setup: ready ($(.venv/bin/ansible --version 2>/dev/null | head -1), pyroute2 $(.venv/bin/python -c 'import pyroute2; print(pyroute2.__version__)'), community.crypto $crypto_version)"

@@ -177,7 +177,15 @@ def test_tarball_carries_the_collection_and_no_workshop(tarball):
 @pytest.fixture(scope="module")
 def installed(tarball, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("collections")
-    proc = run([BIN / "ansible-galaxy", "collection", "install", "-p", path, tarball], cwd=path)
+    # galaxy.yml's dependency (community.crypto) is met by the copy scripts/setup.sh installs into
+    # .collections/ (offline: Galaxy is not reachable), as a user's installed collections would be
+    deps = tmp_path_factory.mktemp("deps") / "ansible_collections" / "community"
+    deps.mkdir(parents=True)
+    crypto = ROOT / ".collections" / "ansible_collections" / "community" / "crypto"
+    assert (crypto / "MANIFEST.json").exists(), "community.crypto is missing: run scripts/setup.sh"
+    (deps / "crypto").symlink_to(crypto)
+    env = clean_env(ANSIBLE_COLLECTIONS_PATH=str(deps.parent.parent))
+    proc = run([BIN / "ansible-galaxy", "collection", "install", "-p", path, tarball], cwd=path, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return path
 

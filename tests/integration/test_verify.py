@@ -143,7 +143,7 @@ def test_dove_verifies_and_a_down_store_is_one_sentence(vlab):
                "tables as converge sets them, DOVE agent: etcd store connected")
         vlab.ansible("ctl", "ansible.builtin.include_role", "name=overlay.vxlan.controller", "-e", "controller_state=absent")
         text = fails(vlab.playbook(VERIFY, "-e", "vxlan_mode=dove", check=False),
-                     *["%s: DOVE store etcd at http://192.168.1.10:2379 is down or unreachable (agent store state down): "
+                     *["%s: DOVE store etcd at https://192.168.1.10:2379 is down or unreachable (agent store state down): "
                        "start it with playbooks/dove.yml, which runs etcd on group controller, or point "
                        "dove_agent_etcd_endpoints at a running etcd" % host for host in OVERLAY])
         assert '"counters"' not in text, "the agent's JSON was dumped"

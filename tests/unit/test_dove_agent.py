@@ -388,6 +388,8 @@ def test_config_defaults_and_normalisation():
     ({"local_endpoints": [{"vni": 100, "ip": "100.0.0.2"}]}, "needs mac"),
     ({"etcd": {"endpoints": ["ftp://x"]}}, "http"),
     ({"etcd": {"cert": "/c.pem"}}, "go together"),
+    ({"etcd": {"endpoints": ["https://192.168.1.10:2379", "http://192.168.1.11:2379"]}}, "all http or all https"),
+    ({"etcd": {"endpoints": ["http://192.168.1.10:2379"], "ca_cert": "/ca.pem"}}, "use https URLs"),
     ({"etcd": {"lease_ttl": 1}}, "lease_ttl"),
     ({"etcd": {"nope": 1}}, "unknown option"),
 ])

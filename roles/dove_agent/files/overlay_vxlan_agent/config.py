@@ -124,6 +124,12 @@ def validate_config(raw) -> dict:
                 raise ConfigError("etcd.endpoints: %r is not an http(s) URL" % url)
         if bool(etcd["cert"]) != bool(etcd["key"]):
             raise ConfigError("etcd.cert and etcd.key go together")
+        schemes = {urllib.parse.urlsplit(url).scheme for url in etcd["endpoints"]}
+        if len(schemes) > 1:
+            # failover would otherwise fall back to plain HTTP when the https members are down
+            raise ConfigError("etcd.endpoints: all http or all https, not both (%s)" % ", ".join(etcd["endpoints"]))
+        if schemes == {"http"} and (etcd["ca_cert"] or etcd["cert"]):
+            raise ConfigError("etcd.ca_cert / etcd.cert are set but the endpoints are plain http: use https URLs")
         if not isinstance(etcd["lease_ttl"], int) or etcd["lease_ttl"] < 2:
             raise ConfigError("etcd.lease_ttl: an integer >= 2 seconds")
         if not str(etcd["prefix"]).startswith("/"):

@@ -104,6 +104,9 @@ class EtcdClient:
         self.close_watch()
 
     def close_watch(self):
+        """Break the watch stream from another thread: shut the socket down only. The watching
+        thread then reads EOF (or an error) and closes the connection itself; closing it here
+        would pull the response's file from under its read (http.client is not thread-safe)."""
         conn = self._watch_conn
         if conn is not None:
             try:
@@ -111,7 +114,6 @@ class EtcdClient:
                     conn.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            conn.close()
 
     def _discover(self, conn):
         conn.request("GET", "/version")
@@ -229,7 +231,9 @@ class EtcdClient:
             while not stop.is_set():
                 try:
                     chunk = resp.read1(65536)
-                except (OSError, http.client.HTTPException, ValueError) as exc:
+                except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
+                    # AttributeError: http.client's response lost its file mid-read (a connection
+                    # closed under it); the stream is gone all the same
                     if stop.is_set():
                         return
                     raise StoreError("watch stream broke: %s" % exc) from None
