@@ -78,12 +78,17 @@ def vm_mac(index: int) -> str:
     return "02:00:" + ":".join("%02x" % int(octet) for octet in vm_address(index).split("."))
 
 
-def write_inventory(directory: Path, lab_name: str, size: int) -> tuple[Path, dict[str, str]]:
-    """An inventory of `size` hosts h1..hN in the shape of inventories/lab (hosts.yml + group_vars)."""
-    if not 1 <= size <= 253:
+def write_inventory(directory: Path, lab_name: str, size: int, controller: bool = False) -> tuple[Path, dict[str, str]]:
+    """An inventory of `size` hosts h1..hN in the shape of inventories/lab (hosts.yml + group_vars);
+    with `controller`, also host ctl (the next underlay address) in group controller, as DOVE needs."""
+    if not 1 <= size <= 253 - controller:
         raise ValueError("1..253 hosts (one /24 underlay and one /24 of VMs)")
     hosts = {"h%d" % i: underlay_ip(i) for i in range(1, size + 1)}
-    lines = ["---", "all:", "  children:", "    lab:", "      children:", "        overlay:", "    overlay:", "      hosts:"]
+    lines = ["---", "all:", "  children:", "    lab:", "      children:", "        overlay:"]
+    if controller:
+        lines += ["        controller:", "    controller:", "      hosts:", "        ctl:",
+                  "          vxlan_underlay_ip: %s" % underlay_ip(size + 1)]
+    lines += ["    overlay:", "      hosts:"]
     for i, (name, ip) in enumerate(hosts.items(), 1):
         lines += ["        %s:" % name,
                   "          vxlan_underlay_ip: %s" % ip,
@@ -94,7 +99,7 @@ def write_inventory(directory: Path, lab_name: str, size: int) -> tuple[Path, di
     (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
     (directory / "group_vars" / "lab.yml").write_text(GROUP_VARS_LAB.format(lab_name=lab_name))
     (directory / "group_vars" / "overlay.yml").write_text(GROUP_VARS_OVERLAY)
-    return directory / "hosts.yml", hosts
+    return directory / "hosts.yml", dict(hosts, ctl=underlay_ip(size + 1)) if controller else hosts
 
 
 def bench_lab_name() -> str:

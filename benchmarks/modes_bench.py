@@ -42,43 +42,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from converge_bench import (  # noqa: E402
-    GROUP_VARS_LAB,
-    GROUP_VARS_OVERLAY,
-    ROOT,
-    bench_lab_name,
-    check,
-    run_playbook,
-    vm_address,
-    vm_mac,
-    write_results,
-)
-from lab_fixtures import Lab, underlay_ip  # noqa: E402
+from converge_bench import ROOT, bench_lab_name, check, run_playbook, vm_address, write_inventory, write_results  # noqa: E402
+from lab_fixtures import Lab  # noqa: E402
 
 MODES = ("static", "flood", "multicast", "dove")
 SIZES = (3, 8, 16, 32)
 PLAYBOOK = {"dove": ROOT / "playbooks" / "dove.yml"}
 _RTT = re.compile(r"time=([0-9.]+) ms")
-
-
-def write_inventory(directory: Path, lab_name: str, size: int) -> tuple[Path, dict[str, str]]:
-    """converge_bench's inventory of h1..hN plus `ctl` in group controller (DOVE's etcd)."""
-    hosts = {"h%d" % i: underlay_ip(i) for i in range(1, size + 1)}
-    ctl = underlay_ip(size + 1)
-    lines = ["---", "all:", "  children:", "    lab:", "      children:", "        overlay:", "        controller:",
-             "    controller:", "      hosts:", "        ctl:", "          vxlan_underlay_ip: %s" % ctl,
-             "    overlay:", "      hosts:"]
-    for i, (name, ip) in enumerate(hosts.items(), 1):
-        lines += ["        %s:" % name,
-                  "          vxlan_underlay_ip: %s" % ip,
-                  "          vxlan_endpoints:",
-                  "            - {network: blue, namespace: ns1, host_if: tap1, vm_if: tap2, address: %s/24, mac: '%s'}"
-                  % (vm_address(i), vm_mac(i))]
-    (directory / "group_vars").mkdir(parents=True, exist_ok=True)
-    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
-    (directory / "group_vars" / "lab.yml").write_text(GROUP_VARS_LAB.format(lab_name=lab_name))
-    (directory / "group_vars" / "overlay.yml").write_text(GROUP_VARS_OVERLAY)
-    return directory / "hosts.yml", dict(hosts, ctl=ctl)
 
 
 def tables(lab: Lab, host: str = "h1") -> dict[str, int]:
@@ -105,7 +75,7 @@ def sweep(lab: Lab, size: int) -> int:
 
 def bench_mode(mode: str, size: int, tmp: Path) -> dict:
     name = bench_lab_name()
-    inventory, hosts = write_inventory(tmp / name, name, size)
+    inventory, hosts = write_inventory(tmp / name, name, size, controller=True)
     lab = Lab(name, inventory, hosts)
     playbook = PLAYBOOK.get(mode, ROOT / "site.yml")
     extra = ("--skip-tags", "verify", "-e", "vxlan_mode=%s" % mode)
