@@ -115,7 +115,7 @@ fdb:
     - For each vxlan device of O(dev), its permanent C(self) entries (as M(overlay.vxlan.bridge_fdb)
       returns them) and how many other (kernel-learned) entries it has.
     - C(extern_learn) lists the C(self extern_learn) entries a control plane installed (FRR's
-      zebra in C(vxlan_mode=evpn): every remote VM's MAC to its VTEP); they are also counted in
+      zebra in C(vxlan_mode=evpn), every remote VM's MAC to its VTEP); they are also counted in
       C(learned).
   returned: when gathered
   type: dict

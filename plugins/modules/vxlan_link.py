@@ -97,7 +97,7 @@ options:
   neigh_suppress:
     description:
       - ARP/ND suppression on the device's port in O(master) (C(bridge link set dev vxlan0
-        neigh_suppress on)): the bridge answers requests for addresses it knows instead of
+        neigh_suppress on)) - the bridge answers requests for addresses it knows instead of
         flooding them over the overlay. Changed in place; unset keeps what the port has (a new
         port has it off). Needs O(master).
     type: bool

@@ -93,6 +93,8 @@ CASES = {
     "bridge name with a space": (net(bridge="br 1"), {}, ["vxlan_networks[0] (blue).bridge='br 1': contains ' '"]),
     "vxlan_networks as a string": (["-e", "vxlan_networks=blue"], {}, ["hosts h1, h2, h3: vxlan_networks='blue': must be a list of networks"]),
     "unknown mode": (["-e", "vxlan_mode=bgp"], {}, ["hosts h1, h2, h3: vxlan_mode=bgp: choose one of multicast, flood, static, dove, evpn"]),
+    "evpn asn 0": (["-e", "vxlan_mode=evpn", "-e", "evpn_asn=0"], {},
+                   ["h1: evpn_route_reflector_group=controller (1 host(s)), evpn_asn=0, evpn_router_id=192.168.1.2"]),
     "ttl 300": (["-e", "vxlan_ttl=300"], {}, ["hosts h1, h2, h3: vxlan_ttl='300': must be between 0 and 255"]),
     "duplicate underlay ip": ([], {"h2": {"vxlan_underlay_ip": "192.168.1.2"}},
                               ["hosts h1, h2: vxlan_underlay_ip='192.168.1.2': the same VTEP address on 2 hosts"]),
