@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 iputils-ping python3 python3-venv util-linux procps etcd-server iperf3
     debootstrap systemd-container  # machine labs (docs/lab.md)
-    nftables python3-nftables)     # the VTEP allow-list (libnftables and its binding; docs/security.md)
+    nftables python3-nftables      # the VTEP allow-list (libnftables and its binding; docs/security.md)
+    frr frr-pythontools)           # vxlan_mode=evpn (zebra, bgpd, vtysh, frr-reload.py; docs/evpn.md)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -15,8 +16,8 @@ for pkg in "${APT_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
     echo "setup: apt-get install ${missing[*]}"
-    # Never let a package start a daemon in the machine's own namespace (etcd-server would):
-    # the controller role runs etcd where it belongs.
+    # Never let a package start a daemon in the machine's own namespace (etcd-server and frr
+    # would): the controller and evpn roles run them where they belong.
     policy_rc=/usr/sbin/policy-rc.d
     restore=""
     if [ -e "$policy_rc" ]; then restore=$(mktemp); cp -p "$policy_rc" "$restore"; fi

@@ -86,7 +86,7 @@ def test_role_has_a_readme(role):
 
 
 @pytest.mark.parametrize(("variables", "expected"), [
-    ({"vxlan_mode": "bogus"}, "value of vxlan_mode must be one of: multicast, flood, static, dove, got: bogus"),
+    ({"vxlan_mode": "bogus"}, "value of vxlan_mode must be one of: multicast, flood, static, dove, evpn, got: bogus"),
     ({"vxlan_underlay_mtu": "big"}, "vxlan_underlay_mtu"),
 ])
 def test_bad_role_variable_is_refused_before_the_role_runs(tmp_path, variables, expected):

@@ -14,15 +14,21 @@ The four control planes of the source, as vxlan_link / bridge_fdb / ip_neigh par
     flood      learning                              00:00:00:00:00:00 dst <peer>, one per peer
     static     nolearning proxy                      <vm mac> dst <its vtep>; <vm ip> lladdr <mac>
     dove       nolearning proxy l2miss l3miss        nothing: the agent answers the misses
+    evpn       nolearning; bridge port learning off,  empty (exact) until FRR runs; then nothing:
+               neigh_suppress on                      zebra installs the flood list and the MACs
 
 In DOVE mode the tables belong to the agent (overlay.vxlan.dove_agent), so no table task is given.
+In EVPN mode they belong to FRR's zebra once it runs: its flood-list entries (`00:00:00:00:00:00
+dst <peer> self permanent`) look exactly like the ones this collection writes, so an exact table
+would delete them. The empty exact tables are given only while FRR is not running on the host
+(a switch from another mode: what that mode left goes before zebra starts).
 """
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-MODES = ("multicast", "flood", "static", "dove")
+MODES = ("multicast", "flood", "static", "dove", "evpn")
 
 
 def fdb_rows(entries: list) -> str:
@@ -56,8 +62,9 @@ def endpoint_params(mesh: list, mtu) -> dict:
     }
 
 
-def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None) -> dict:
-    """vxlan_link, bridge_fdb and ip_neigh parameters of `mode` for every network of the host."""
+def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn_running=False) -> dict:
+    """vxlan_link, bridge_fdb and ip_neigh parameters of `mode` for every network of the host.
+    `evpn_running`: FRR runs on the host (evpn mode then gives no table task)."""
     if mode not in MODES:
         raise AnsibleFilterError("vxlan_mode=%s: choose one of %s" % (mode, ", ".join(MODES)))
     links, fdb, neigh = [], [], []
@@ -74,6 +81,10 @@ def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None) -> d
             "l3miss": mode == "dove",
             "mtu": int(mtu),
             "master": net["bridge"],
+            # The bridge port: EVPN suppresses ARP/ND and does not learn on it; every other mode
+            # has the bridge's defaults (a switch from evpn puts them back).
+            "port_learning": mode != "evpn",
+            "neigh_suppress": mode == "evpn",
         }
         if mode == "multicast":
             if not net.get("group"):
@@ -82,13 +93,13 @@ def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None) -> d
         if ttl:  # as the roles always did: `vxlan_ttl | default(omit, true)`
             link["ttl"] = int(ttl)
         links.append(link)
-        if mode == "dove":
+        if mode == "dove" or (mode == "evpn" and evpn_running):
             continue
         # exact everywhere: whatever an earlier mode (or a hand) left in the tables goes.
         # The tables go as compact rows, one string of one entry per line: a 10,000-entry table
         # is then one value to template, validate and echo, not 10,000 dicts (the modules'
         # `rows` option; the same entries and checks as `entries`).
-        entries = {"multicast": [], "flood": net["flood"], "static": net["fdb"]}[mode]
+        entries = {"multicast": [], "flood": net["flood"], "static": net["fdb"], "evpn": []}[mode]
         fdb.append({"dev": net["vxlan_dev"], "state": "exact", "rows": fdb_rows(entries)})
         neigh.append({"dev": net["vxlan_dev"], "state": "exact", "rows": neigh_rows(net["neigh"] if mode == "static" else [])})
     return {"vxlan_link": links, "bridge_fdb": fdb, "ip_neigh": neigh}

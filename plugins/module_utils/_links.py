@@ -244,6 +244,7 @@ def _is_multicast(address: str) -> bool:
 
 def vxlan_state(link, names: dict[int, str]) -> dict:
     data = link_info_data(link)
+    port = bridge_port_flags(link)
     group = data.get("IFLA_VXLAN_GROUP") or data.get("IFLA_VXLAN_GROUP6")
     multicast = bool(group) and _is_multicast(group)
     return {
@@ -266,8 +267,22 @@ def vxlan_state(link, names: dict[int, str]) -> dict:
         "udp6zerocsumrx": bool(data.get("IFLA_VXLAN_UDP_ZERO_CSUM6_RX")),
         "mtu": link.get_attr("IFLA_MTU"),
         "master": names.get(link.get_attr("IFLA_MASTER")) if link.get_attr("IFLA_MASTER") else None,
+        "port_learning": port.get("IFLA_BRPORT_LEARNING"),
+        "neigh_suppress": port.get("IFLA_BRPORT_NEIGH_SUPPRESS"),
         "up": link_is_up(link),
     }
+
+
+def bridge_port_flags(link) -> dict:
+    """The bridge-port attributes of a bridge port (IFLA_INFO_SLAVE_DATA) as booleans, {} for a
+    device that is no bridge's port."""
+    info = link.get_attr("IFLA_LINKINFO")
+    if not info or info.get_attr("IFLA_INFO_SLAVE_KIND") != "bridge":
+        return {}
+    data = info.get_attr("IFLA_INFO_SLAVE_DATA")
+    if not data or isinstance(data, (str, bytes)):
+        return {}
+    return {name: bool(value) for name, value in data["attrs"] if name in ("IFLA_BRPORT_LEARNING", "IFLA_BRPORT_NEIGH_SUPPRESS")}
 
 
 def interface_state(ipr, link) -> dict:

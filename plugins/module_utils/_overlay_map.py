@@ -30,7 +30,7 @@ from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as 
 # endpoint role will really set.
 from ansible_collections.overlay.vxlan.plugins.module_utils._vm_mac import vm_mac
 
-MODES = ("multicast", "flood", "static", "dove")
+MODES = ("multicast", "flood", "static", "dove", "evpn")
 IPV6_MIN_MTU = 1280
 # What the roles use when the inventory leaves a variable out (roles/*/defaults/main.yml).
 ROLE_DEFAULTS = {

@@ -164,6 +164,20 @@ def read_fdb(sock: nl.NeighSocket, ifindex: int, dev_vni: int, dev_port: int, na
     return permanent, learned
 
 
+def read_extern_learned(sock: nl.NeighSocket, ifindex: int, dev_vni: int, dev_port: int, names: dict[int, str]) -> list[FdbEntry]:
+    """The `self extern_learn` entries of a vxlan device: what a control plane (FRR's zebra in
+    EVPN) installed. Never a module's own (they are counted with the learned ones by read_fdb)."""
+    result = []
+    for raw in sock.dump(nl.AF_BRIDGE):
+        if raw["ifindex"] != ifindex or not raw["flags"] & nl.NTF_SELF or not raw["flags"] & nl.NTF_EXT_LEARNED or raw["dst"] is None:
+            continue
+        result.append(FdbEntry(
+            raw["mac"], raw["dst"], raw["vni"] or dev_vni, raw["port"] or dev_port,
+            names.get(raw["via"], str(raw["via"])) if raw["via"] else None,
+        ))
+    return sorted(result)
+
+
 def read_neigh(sock: nl.NeighSocket, ifindex: int, nud: int) -> list[NeighEntry]:
     """Entries of the device whose state includes `nud` (e.g. every permanent entry).
 

@@ -34,6 +34,11 @@ IN_PLACE = ("learning", "ttl", "tos", "ageing")
 RECREATE = ("vni", "dstport", "local", "group", "remote", "dev", "proxy", "l2miss", "l3miss")
 # What a new device gets for knobs left unset (a device without `dev` keeps the Ethernet MTU).
 KERNEL_DEFAULTS = {"ttl": 0, "tos": 0, "ageing": 300, "mtu": 1500}
+# Flags of the device's bridge port (IFLA_BRPORT_*), set with the port in `master`.
+PORT_FLAGS = ("port_learning", "neigh_suppress")
+PORT_ATTRS = {"port_learning": "learning", "neigh_suppress": "neigh_suppress"}
+# What a new bridge port has (the bridge's defaults).
+PORT_DEFAULTS = {"port_learning": True, "neigh_suppress": False}
 # Receive flags: the kernel lets devices that differ in these share a VNI and port.
 RCV_FLAGS = ("IFLA_VXLAN_GBP", "IFLA_VXLAN_GPE", "IFLA_VXLAN_REMCSUM_RX", "IFLA_VXLAN_REMCSUM_NOPARTIAL",
              "IFLA_VXLAN_UDP_ZERO_CSUM6_RX", "IFLA_VXLAN_COLLECT_METADATA", "IFLA_VXLAN_VNIFILTER")
@@ -64,6 +69,11 @@ def validate(params: dict) -> dict:
         raise InputError("dev", None, "is required with group (the multicast group is joined on the underlay device)")
     for flag in ("learning", "proxy", "l2miss", "l3miss"):
         wanted[flag] = bool(params[flag])
+    # Bridge-port flags of the device's port in `master` (unset: whatever the port has).
+    for flag in PORT_FLAGS:
+        if params.get(flag) is not None and not wanted["master"]:
+            raise InputError(flag, params[flag], "needs master (it is a flag of the device's port in that bridge)")
+        wanted[flag] = bool(params[flag]) if params.get(flag) is not None else None
     for field in ("ttl", "tos"):
         wanted[field] = v.int_range(field, params[field], 0, 255) if params[field] is not None else None
     wanted["ageing"] = v.int_range("ageing", params["ageing"], 0, 2**31 - 1) if params["ageing"] is not None else None
@@ -144,7 +154,15 @@ def create(ipr, cfg: dict, journal: Journal | None = None, up: bool = True) -> i
     # takes its MAC from its ports), so a device refused earlier must never have been a port.
     if cfg.get("master_index"):
         ipr.link("set", index=index, master=cfg["master_index"])
+        flags = port_kwargs(cfg, PORT_FLAGS)
+        if flags:
+            ipr.brport("set", index=index, **flags)
     return index
+
+
+def port_kwargs(cfg: dict, fields) -> dict:
+    """pyroute2 brport arguments (IFLA_BRPORT_*) of the bridge-port flags set in `cfg`."""
+    return {PORT_ATTRS[f]: int(cfg[f]) for f in fields if f in PORT_FLAGS and cfg.get(f) is not None}
 
 
 def save_tables(netns: str | None, index: int) -> list:
@@ -183,6 +201,8 @@ def compare(current: dict, wanted: dict) -> tuple[list[str], list[str]]:
     recreate = [f for f in RECREATE if wanted.get(f) != current.get(f)]
     in_place = [f for f in IN_PLACE if wanted.get(f) is not None and wanted[f] != current.get(f)]
     in_place += [f for f in ("mtu", "master") if wanted.get(f) is not None and wanted[f] != current.get(f)]
+    # A new port (another master) starts with the bridge's defaults: set every flag asked for.
+    in_place += [f for f in PORT_FLAGS if wanted.get(f) is not None and ("master" in in_place or wanted[f] != current.get(f))]
     if not current.get("up"):
         in_place.append("up")
     return recreate, in_place
@@ -190,7 +210,7 @@ def compare(current: dict, wanted: dict) -> tuple[list[str], list[str]]:
 
 def public(cfg: dict | None) -> dict:
     keys = ("name", "vni", "dstport", "local", "group", "remote", "dev", "learning", "proxy", "l2miss",
-            "l3miss", "ttl", "tos", "ageing", "mtu", "master", "up")
+            "l3miss", "ttl", "tos", "ageing", "mtu", "master", "port_learning", "neigh_suppress", "up")
     return {k: cfg.get(k) for k in keys} if cfg else {}
 
 
@@ -220,9 +240,13 @@ def manage(module) -> dict:
             for field, default in KERNEL_DEFAULTS.items():  # what the kernel gives a new device
                 if target.get(field) is None:
                     target[field] = default
+            if target.get("master"):
+                for field, default in PORT_DEFAULTS.items():
+                    if target.get(field) is None:
+                        target[field] = default
         else:
             recreate, in_place = compare(current, cfg)
-            for field in IN_PLACE + ("mtu", "master"):  # unset knobs keep whatever the kernel has
+            for field in IN_PLACE + ("mtu", "master") + PORT_FLAGS:  # unset knobs keep whatever the kernel has
                 if cfg.get(field) is None:
                     target[field] = current[field]
         changed = bool(recreate or in_place)
@@ -265,6 +289,11 @@ def apply_in_place(ipr, link, current: dict, cfg: dict, fields: list[str], journ
         ipr.link("set", index=index, master=cfg["master_index"])
         old_master = link.get_attr("IFLA_MASTER") or 0
         journal.record("master", lambda: ipr.link("set", index=index, master=old_master))
+    flags = port_kwargs(cfg, fields)
+    if flags:
+        ipr.brport("set", index=index, **flags)
+        old_flags = {PORT_ATTRS[f]: int(current[f] if current.get(f) is not None else PORT_DEFAULTS[f]) for f in fields if f in PORT_FLAGS}
+        journal.record("bridge port flags", lambda: ipr.brport("set", index=index, **old_flags))
     if "up" in fields:
         ipr.link("set", index=index, state="up")
         journal.record("up", lambda: ipr.link("set", index=index, state="down"))
@@ -290,6 +319,8 @@ SPEC = dict(
         ageing=dict(type="int"),
         mtu=dict(type="int"),
         master=dict(type="str"),
+        port_learning=dict(type="bool"),
+        neigh_suppress=dict(type="bool"),
         netns=dict(type="str"),
     ),
     mutually_exclusive=[("group", "remote")],

@@ -114,9 +114,12 @@ fdb:
   description:
     - For each vxlan device of O(dev), its permanent C(self) entries (as M(overlay.vxlan.bridge_fdb)
       returns them) and how many other (kernel-learned) entries it has.
+    - C(extern_learn) lists the C(self extern_learn) entries a control plane installed (FRR's
+      zebra in C(vxlan_mode=evpn), every remote VM's MAC to its VTEP); they are also counted in
+      C(learned).
   returned: when gathered
   type: dict
-  sample: {vxlan0: {entries: [{mac: "00:00:00:00:00:00", dst: 192.168.1.2, vni: 100, port: 4789, via: null}], learned: 0}}
+  sample: {vxlan0: {entries: [{mac: "00:00:00:00:00:00", dst: 192.168.1.2, vni: 100, port: 4789, via: null}], learned: 0, extern_learn: []}}
 neigh:
   description: For each device of O(dev), its permanent neighbour entries and the others (learned, stale...).
   returned: when gathered
@@ -226,7 +229,9 @@ def read_tables(netns, gather, targets, by_name, names) -> dict:
                 data = link_info_data(link)
                 dev_vni, dev_port = data.get("IFLA_VXLAN_ID"), data.get("IFLA_VXLAN_PORT") or 8472
                 permanent, learned = tables.read_fdb(sock, link["index"], dev_vni, dev_port, names)
-                result["fdb"][dev] = {"entries": [e.as_dict() for e in sorted(permanent)], "learned": learned}
+                extern = tables.read_extern_learned(sock, link["index"], dev_vni, dev_port, names)
+                result["fdb"][dev] = {"entries": [e.as_dict() for e in sorted(permanent)], "learned": learned,
+                                      "extern_learn": [e.as_dict() for e in extern]}
         if "neigh" in gather:
             result["neigh"] = {}
             for dev in targets:

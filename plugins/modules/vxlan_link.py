@@ -18,6 +18,9 @@ description:
     device; it stays in its bridge, the diff says so and the result has RV(recreated=true).
     A recreated device has an empty forwarding table, so run M(overlay.vxlan.bridge_fdb) and
     M(overlay.vxlan.ip_neigh) after this module.
+  - O(port_learning) and O(neigh_suppress) are flags of the device's port in O(master), set
+    through netlink (C(IFLA_BRPORT_LEARNING), C(IFLA_BRPORT_NEIGH_SUPPRESS)), never with
+    C(bridge link).
   - The UDP port is always set explicitly (the kernel's default, 8472, is not the IANA 4789).
 options:
   name:
@@ -83,6 +86,22 @@ options:
   master:
     description: Bridge to enslave the device to, e.g. C(br1). It must exist.
     type: str
+  port_learning:
+    description:
+      - Learning on the device's port in O(master) (C(bridge link set dev vxlan0 learning off)), a
+        setting separate from the device's own O(learning). Changed in place; unset keeps what the
+        port has (a new port learns). Needs O(master).
+      - EVPN sets it off (the control plane installs the remote entries).
+    type: bool
+    version_added: 0.2.0
+  neigh_suppress:
+    description:
+      - ARP/ND suppression on the device's port in O(master) (C(bridge link set dev vxlan0
+        neigh_suppress on)) - the bridge answers requests for addresses it knows instead of
+        flooding them over the overlay. Changed in place; unset keeps what the port has (a new
+        port has it off). Needs O(master).
+    type: bool
+    version_added: 0.2.0
 extends_documentation_fragment:
   - overlay.vxlan.netlink
 author:
@@ -122,6 +141,17 @@ EXAMPLES = r"""
     l3miss: true
     master: br1
 
+- name: EVPN mode - no learning, ARP suppressed on the bridge port (FRR's zebra installs the entries)
+  overlay.vxlan.vxlan_link:
+    name: vxlan0
+    vni: 100
+    local: 192.168.1.4
+    dev: eth0
+    learning: false
+    master: br1
+    port_learning: false
+    neigh_suppress: true
+
 - name: Remove it
   overlay.vxlan.vxlan_link:
     name: vxlan0
@@ -150,6 +180,8 @@ link:
     ageing: 300
     mtu: 1450
     master: br1
+    port_learning: true
+    neigh_suppress: false
     up: true
 recreated:
   description: Whether the device was (or in check mode would be) deleted and created again.

@@ -72,8 +72,8 @@ def test_site_converges_is_idempotent_and_teardown_restores_the_hosts(lab_factor
     assert_converged(lab.playbook(SITE), SOURCE_HOSTS, changed=0)
 
     # A mode that does not exist is named, and nothing is changed.
-    wrong = lab.playbook(SITE, "-e", "vxlan_mode=evpn", check=False)
-    assert wrong.returncode != 0 and "vxlan_mode=evpn: choose one of multicast, flood, static, dove" in wrong.stdout + wrong.stderr
+    wrong = lab.playbook(SITE, "-e", "vxlan_mode=bgp", check=False)
+    assert wrong.returncode != 0 and "vxlan_mode=bgp: choose one of multicast, flood, static, dove, evpn" in wrong.stdout + wrong.stderr
     assert "changed=0" in wrong.stdout and "TASK [overlay.vxlan.vxlan : Anything to do?" not in wrong.stdout
 
     teardown = lab.playbook(TEARDOWN)

@@ -58,6 +58,8 @@ def test_reads_the_sources_host(host):
         "ageing": kernel["linkinfo"]["info_data"]["ageing"], "udp_csum": kernel["linkinfo"]["info_data"]["udp_csum"],
         "udp6zerocsumtx": False, "udp6zerocsumrx": False,
         "mtu": kernel["mtu"], "master": "br1", "up": True,
+        "port_learning": kernel["linkinfo"]["info_slave_data"]["learning"],
+        "neigh_suppress": kernel["linkinfo"]["info_slave_data"]["neigh_suppress"],
     }}
 
     tap1, tap2 = ip_link(ns.name, "tap1"), ip_link(vm, "tap2")
@@ -74,7 +76,7 @@ def test_reads_the_sources_host(host):
     assert result["namespaces"][ns.name]["interfaces"]["eth0"]["addresses"] == ["192.168.1.2/24"]
 
     assert result["fdb"] == {"vxlan0": {"entries": [{"mac": "00:00:00:00:00:00", "dst": "192.168.1.3", "vni": 100, "port": 4789, "via": None}],
-                                        "learned": 0}}
+                                        "learned": 0, "extern_learn": []}}
     assert result["neigh"] == {"vxlan0": {"permanent": [{"ip": "100.0.0.3", "lladdr": PEER_MAC}], "other": []}}
 
     assert_unchanged((before, vm_before), (state_dump(ns.name), state_dump(vm)))
@@ -112,7 +114,7 @@ def test_learned_entries_are_counted_apart(vxlan):
     # machine's table can be full of other runs' entries, and a plain stale entry gets ENOBUFS).
     ns_exec(vxlan.name, "ip", "neigh", "add", "100.0.0.7", "lladdr", "02:00:64:00:00:07", "dev", "vxlan0", "nud", "stale", "extern_learn")
     result = info(vxlan.name, gather=["fdb", "neigh"])
-    assert result["fdb"]["vxlan0"] == {"entries": [], "learned": 1}
+    assert result["fdb"]["vxlan0"] == {"entries": [], "learned": 1, "extern_learn": []}
     assert result["neigh"]["vxlan0"] == {"permanent": [], "other": [{"ip": "100.0.0.7", "lladdr": "02:00:64:00:00:07"}]}
 
 

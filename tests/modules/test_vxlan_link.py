@@ -23,7 +23,9 @@ def kernel(ns: str, name: str = "vxlan0") -> dict | None:
         return None
     link = json.loads(shown.stdout)[0]
     data = link["linkinfo"]["info_data"]
+    port = link["linkinfo"].get("info_slave_data", {}) if link["linkinfo"].get("info_slave_kind") == "bridge" else {}
     return {
+        "port_learning": port.get("learning"), "neigh_suppress": port.get("neigh_suppress"),
         "ifindex": link["ifindex"], "vni": data["id"], "dstport": data["port"], "local": data.get("local", data.get("local6")),
         "group": data.get("group", data.get("group6")), "remote": data.get("remote", data.get("remote6")), "dev": data.get("link"),
         "learning": data["learning"], "proxy": data.get("proxy", False), "l2miss": data.get("l2miss", False),
@@ -88,7 +90,8 @@ def test_four_steps_create(bridged):
     assert checked["diff"]["after"] == applied["diff"]["after"] == applied["link"]
     assert applied["link"] == {"name": "vxlan0", "vni": 100, "dstport": 4789, "local": "192.168.1.2", "group": None, "remote": None,
                                "dev": "eth0", "learning": False, "proxy": True, "l2miss": False, "l3miss": False, "ttl": 0, "tos": 0,
-                               "ageing": 300, "mtu": 1450, "master": "br1", "up": True}
+                               "ageing": 300, "mtu": 1450, "master": "br1", "port_learning": True, "neigh_suppress": False,
+                               "up": True}
 
     again = run_module("vxlan_link", args(bridged, **BASE), check=True)
     assert (again["changed"], again["recreated"]) == (False, False)
@@ -175,6 +178,9 @@ IN_PLACE = [
     ("ageing", {"ageing": 100}, {"ageing": 100}),
     ("mtu", {"mtu": 1400}, {"mtu": 1400}),
     ("master", {"master": "br2"}, {"master": "br2"}),
+    # EVPN's bridge port: ARP/ND suppressed, no learning on the port (zebra installs the entries).
+    ("port-flags", {"port_learning": False, "neigh_suppress": True}, {"port_learning": False, "neigh_suppress": True}),
+    ("port-flags-new-master", {"master": "br2", "neigh_suppress": True}, {"master": "br2", "neigh_suppress": True}),
     ("several", {"learning": True, "ttl": 64, "ageing": 30, "mtu": 1300}, {"learning": True, "ttl": 64, "ageing": 30, "mtu": 1300}),
 ]
 
@@ -199,6 +205,23 @@ def test_in_place_changes_keep_the_device(bridged, change, expected):
     assert {k: v for k, v in new.items() if k not in expected} == {k: v for k, v in old.items() if k not in expected}
     assert done["diff"]["after"] == checked["diff"]["after"] == done["link"]
     assert run_module("vxlan_link", args(bridged, **dict(BASE, **change)))["changed"] is False
+
+
+def test_port_flags_created_with_the_device_and_reset_in_place(bridged):
+    ns = bridged.name
+    evpn = dict(BASE, proxy=False, port_learning=False, neigh_suppress=True)
+    checked = run_module("vxlan_link", args(bridged, **evpn), check=True)
+    assert kernel(ns) is None
+    applied = run_module("vxlan_link", args(bridged, **evpn))
+    got = kernel(ns)
+    assert (got["port_learning"], got["neigh_suppress"]) == (False, True)
+    assert checked["diff"]["after"] == applied["link"]
+    assert run_module("vxlan_link", args(bridged, **evpn))["changed"] is False
+    # Back to another mode's port: in place, the same device.
+    back = run_module("vxlan_link", args(bridged, **dict(evpn, port_learning=True, neigh_suppress=False)))
+    assert (back["changed"], back["recreated"]) == (True, False)
+    assert back["diff"]["before"]["neigh_suppress"] is True and back["diff"]["after"]["neigh_suppress"] is False
+    assert dict(kernel(ns), port_learning=False, neigh_suppress=True) == got
 
 
 def test_a_down_device_is_brought_up_in_place(bridged):
@@ -304,6 +327,7 @@ BAD_INPUTS = [
     ("ageing-negative", {"ageing": -1}, ["ageing=-1"]),
     ("change-existing-bad-mtu", {"name": "vxlan0", "vni": 100, "mtu": 9000}, ["mtu=9000", "1450"]),
     ("state-unknown", {"state": "exact"}, ["state", "exact"]),
+    ("port-flag-without-master", {"master": None, "neigh_suppress": True}, ["neigh_suppress=True", "needs master"]),
 ]
 
 

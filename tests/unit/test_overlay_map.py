@@ -120,7 +120,7 @@ BAD = {
     "network as a string": (lambda h: with_all(h, vxlan_networks=["blue"]), "vxlan_networks[0]='blue': must be a dict"),
     "multicast without group": (lambda h: with_all(h, vxlan_mode="multicast", vxlan_networks=[{k: val for k, val in BLUE.items() if k != "group"}]),
                                 "hosts h1, h2, h3: vxlan_mode='multicast': network blue has no group"),
-    "unknown mode": (lambda h: with_all(h, vxlan_mode="evpn"), "hosts h1, h2, h3: vxlan_mode=evpn: choose one of multicast, flood, static, dove"),
+    "unknown mode": (lambda h: with_all(h, vxlan_mode="bgp"), "hosts h1, h2, h3: vxlan_mode=bgp: choose one of multicast, flood, static, dove, evpn"),
     "ttl 256": (lambda h: with_all(h, vxlan_ttl=256), "hosts h1, h2, h3: vxlan_ttl=256: must be between 0 and 255"),
     "duplicate underlay ip": (_set("h2", "vxlan_underlay_ip", "192.168.1.2"), "hosts h1, h2: vxlan_underlay_ip='192.168.1.2': the same VTEP"),
     "underlay ip missing": (lambda h: h["h2"].pop("vxlan_underlay_ip"), "host h2: vxlan_underlay_ip=None: is required"),

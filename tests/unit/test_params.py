@@ -41,11 +41,13 @@ def test_endpoint_params_are_the_source_section_2():
          [{"mac": "02:00:64:00:00:03", "dst": "192.168.1.3"}, {"mac": "02:00:64:00:00:04", "dst": "192.168.1.4"}],
          [{"ip": "100.0.0.3", "lladdr": "02:00:64:00:00:03"}, {"ip": "100.0.0.4", "lladdr": "02:00:64:00:00:04"}]),
         ("dove", {"learning": False, "proxy": True, "l2miss": True, "l3miss": True}, None, None),
+        ("evpn", {"learning": False, "proxy": False, "l2miss": False, "l3miss": False}, [], []),
     ],
 )
 def test_each_mode_asks_what_the_source_does(mode, flags, fdb, neigh):
     params = overlay_params(mesh_of(), mode, "eth0", 1450)
-    base = {"name": "vxlan0", "vni": 100, "dstport": 4789, "local": "192.168.1.2", "dev": "eth0", "mtu": 1450, "master": "br1"}
+    base = {"name": "vxlan0", "vni": 100, "dstport": 4789, "local": "192.168.1.2", "dev": "eth0", "mtu": 1450, "master": "br1",
+            "port_learning": mode != "evpn", "neigh_suppress": mode == "evpn"}
     assert params["vxlan_link"] == [dict(base, **flags)]
     if fdb is None:  # dove: the agent owns the tables
         assert params["bridge_fdb"] == [] and params["ip_neigh"] == []
@@ -63,10 +65,20 @@ def test_ttl_is_given_only_when_set():
 
 
 def test_bad_mode_and_missing_group_are_named():
-    with pytest.raises(AnsibleFilterError, match="vxlan_mode=evpn"):
-        overlay_params(mesh_of(), "evpn", "eth0", 1450)
+    with pytest.raises(AnsibleFilterError, match="vxlan_mode=bgp"):
+        overlay_params(mesh_of(), "bgp", "eth0", 1450)
     mesh = mesh_of()
     mesh[0]["group"] = None
     with pytest.raises(AnsibleFilterError, match="network blue has no group"):
         overlay_params(mesh, "multicast", "eth0", 1450)
     assert overlay_params(mesh, "flood", "eth0", 1450)["vxlan_link"][0].get("group") is None
+
+
+def test_evpn_leaves_the_tables_to_a_running_frr():
+    """Zebra's flood-list entries look like ours: once FRR runs, no exact table may touch them."""
+    before = overlay_params(mesh_of(), "evpn", "eth0", 1450)
+    assert [t["rows"] for t in before["bridge_fdb"] + before["ip_neigh"]] == ["", ""]
+    running = overlay_params(mesh_of(), "evpn", "eth0", 1450, None, True)
+    assert running["bridge_fdb"] == [] and running["ip_neigh"] == []
+    assert running["vxlan_link"] == before["vxlan_link"]
+    assert_valid(running)

@@ -126,14 +126,16 @@ def build_root(root: Path, suite: str, mirror: str, packages: list[str]) -> None
     # debootstrap swaps in (and removes) a policy-rc.d of its own; ours covers the steps below.
     policy.write_text(POLICY_RC)
     policy.chmod(0o755)
-    # etcd-server is there for DOVE's controller (no internet in the lab) but starts only when
-    # the controller role says so; apt timers would only try the network.
-    run("chroot", root, "systemctl", "disable", "etcd.service", env=env, stdout=sys.stderr, stderr=sys.stderr)
+    # etcd-server is there for DOVE's controller and frr for EVPN (no internet in the lab), but
+    # they start only when the controller / evpn role says so; apt timers would only try the network.
+    daemons = [unit for pkg, unit in (("etcd-server", "etcd.service"), ("frr", "frr.service")) if pkg in packages]
+    for unit in daemons:
+        run("chroot", root, "systemctl", "disable", unit, env=env, stdout=sys.stderr, stderr=sys.stderr)
     for unit in ("apt-daily.timer", "apt-daily-upgrade.timer"):
         run("chroot", root, "systemctl", "mask", unit, env=env, check=False, stdout=sys.stderr, stderr=sys.stderr)
-    wants = list(root.glob("etc/systemd/system/*.wants/etcd.service"))
+    wants = [path for unit in daemons for path in root.glob("etc/systemd/system/*.wants/" + unit)]
     if wants:
-        raise RuntimeError("etcd.service is still wanted: %s" % wants)
+        raise RuntimeError("%s still wanted: %s" % (", ".join(daemons), wants))
     # Host keys and the machine id are per machine (written into each machine's layer).
     for key in root.glob("etc/ssh/ssh_host_*"):
         key.unlink()
