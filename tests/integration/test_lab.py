@@ -260,7 +260,7 @@ def test_unique_lab_names_differ():
 def _module():
     import importlib
 
-    return importlib.import_module("ansible_collections.overlay.vxlan.plugins.modules.lab_host")
+    return importlib.import_module("ansible_collections.overlay.vxlan.plugins.module_utils._lab_host")
 
 
 def _params(**overrides):
