@@ -42,40 +42,35 @@ class Endpoint(tuple):
     host = property(lambda self: self[4])
 
     def as_dict(self) -> dict:
-        return dict(zip(self._fields, self, strict=True))
+        return {name: self[index] for index, name in enumerate(self._fields)}  # (zip(strict=) is 3.10+)
 
     def __repr__(self):
         return "Endpoint(vni=%d, ip=%s, mac=%s, vtep=%s, host=%s)" % self
 
 
-def normalize_mac(value, field: str = "mac") -> str:
-    """Lower-case colon form of a unicast, non-zero MAC (_validate.mac); RecordError otherwise."""
-    if not isinstance(value, str):
-        raise RecordError("%s: not a string: %r" % (field, value))
+def _checked(check, field: str, value, kinds: tuple, kind_name: str):
+    """One of _validate's checks on a record field; its InputError as a RecordError."""
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise RecordError("%s: not %s: %r" % (field, kind_name, value))
     try:
-        return _validate.mac(field, value)
+        return check(field, value)
     except _validate.InputError as exc:
         raise RecordError(exc.msg) from None
+
+
+def normalize_mac(value, field: str = "mac") -> str:
+    """Lower-case colon form of a unicast, non-zero MAC (_validate.mac); RecordError otherwise."""
+    return _checked(_validate.mac, field, value, (str,), "a string")
 
 
 def normalize_ip(value, field: str = "ip") -> str:
     """inet_ntop text of a unicast IPv4/IPv6 address (_validate.unicast_ip); RecordError otherwise."""
-    if not isinstance(value, str):
-        raise RecordError("%s: not a string: %r" % (field, value))
-    try:
-        return _validate.unicast_ip(field, value)
-    except _validate.InputError as exc:
-        raise RecordError(exc.msg) from None
+    return _checked(_validate.unicast_ip, field, value, (str,), "a string")
 
 
 def normalize_vni(value, field: str = "vni") -> int:
     """A VNI 1..16777215 (_validate.vni); integers or their text only (not 1.5, not True)."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise RecordError("%s: not an integer: %r" % (field, value))
-    try:
-        return _validate.vni(field, value)
-    except _validate.InputError as exc:
-        raise RecordError(exc.msg) from None
+    return _checked(_validate.vni, field, value, (int, str), "an integer")
 
 
 def validate_record(data) -> Endpoint:
