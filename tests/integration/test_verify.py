@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from lab_fixtures import DEFAULT_INVENTORY, ROOT, Lab, _destroy_all, recap, root_netns_snapshot, unique_lab_name
+from lab_fixtures import DEFAULT_INVENTORY, ROOT, Lab, _destroy_all, _lab, recap, root_netns_snapshot, unique_lab_name
 
 SITE = ROOT / "site.yml"
 VERIFY = ROOT / "playbooks" / "verify.yml"
@@ -149,3 +149,32 @@ def test_dove_verifies_and_a_down_store_is_one_sentence(vlab):
         assert '"counters"' not in text, "the agent's JSON was dumped"
     finally:
         static(vlab)  # stops the agents
+
+
+def agents_in(lab, host: str) -> list[int]:
+    """PIDs of DOVE agents running inside one lab host (its network namespace)."""
+    found = []
+    for pid in _lab.processes_in(_lab.ns_ids([lab.pins(host)["net"]])):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                if b"overlay_vxlan_agent" in handle.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_dove_host_left_without_vms_stops_its_agent_and_the_rest_verifies(vlab, tmp_path):
+    """A move can leave a host without VMs: it has no network to serve, so its agent stops
+    (the agent refuses to run with none) and the converge and checks pass on the others."""
+    empty = tmp_path / "h3_empty.yml"
+    empty.write_text("all:\n  hosts:\n    h3:\n      vxlan_endpoints: []\n")
+    try:
+        passes(vlab.playbook(DOVE))
+        assert agents_in(vlab, "h3"), "no agent on h3 after the dove converge"
+        passes(vlab.playbook(DOVE, "-i", str(empty)), "tables as converge sets them")
+        assert agents_in(vlab, "h3") == [], "h3 has no VM left and still runs an agent"
+        assert agents_in(vlab, "h1") and agents_in(vlab, "h2")
+    finally:
+        static(vlab)  # stops the agents
+
