@@ -4,13 +4,16 @@
 One machine lab (inventories/machines, random lab name) for the whole file; the tests run in
 file order and build on each other: check mode on fresh hosts, static converge, idempotence,
 a reboot that brings the overlay back without Ansible, DOVE with the agent and etcd under
-systemd, teardown. The machine's own network namespace is compared before and after.
+systemd, EVPN with FRR under systemd (frr.service on the VTEPs and the route reflector ctl, a
+reboot, the switch back to static leaving nothing of FRR), teardown. The machine's own network
+namespace is compared before and after.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 
 import pytest
 
@@ -23,9 +26,15 @@ from machine_fixtures import running_machine_lab  # noqa: E402
 
 SITE = ROOT / "site.yml"
 DOVE = ROOT / "playbooks" / "dove.yml"
+EVPN = ROOT / "playbooks" / "evpn.yml"
 TEARDOWN = ROOT / "playbooks" / "teardown.yml"
 OVERLAY = ("h1", "h2", "h3")
 VMS = {"h1": "100.0.0.2", "h2": "100.0.0.3", "h3": "100.0.0.4"}
+VTEPS = {"h1": "192.168.1.2", "h2": "192.168.1.3", "h3": "192.168.1.4"}
+REFLECTOR = ("ctl", "192.168.1.10")
+FLOOD = "00:00:00:00:00:00"
+# FRR's files in /etc/frr that the package ships (conffiles) and the evpn role writes over.
+FRR_FILES = ("daemons", "vtysh.conf", "frr.conf")
 # Everything the collection may leave on a host, and that teardown must remove.
 OURS = ("/var/lib/overlay-vxlan", "/usr/local/lib/overlay-vxlan", "/run/overlay-vxlan", "/etc/overlay-vxlan",
         "/etc/systemd/system/overlay-vxlan.service", "/etc/systemd/system/overlay-vxlan-agent.service",
@@ -137,6 +146,133 @@ def test_dove_under_systemd_and_an_agent_killed_comes_back(machines):
     assert back.returncode == 0, back.stdout
     machines.ssh("h3", "ip neigh flush dev vxlan0 nud permanent; bridge fdb show dev vxlan0 >/dev/null")
     assert_vms_reach_each_other(machines, hosts=("h3",))
+
+
+def vm_mac(address: str) -> str:
+    return "02:00:" + ":".join("%02x" % int(octet) for octet in address.split("."))
+
+
+def remote_vms(host: str) -> dict[str, str]:
+    """MAC -> VTEP of every VM not on `host`."""
+    return {vm_mac(VMS[peer]): VTEPS[peer] for peer in OVERLAY if peer != host}
+
+
+def vxlan_fdb(lab, host: str) -> dict[str, object]:
+    """vxlan0's own (`self`, with a dst) entries, read on the host: zebra's extern_learn MACs,
+    the flood list and any other (static) entry."""
+    entries = [e for e in json.loads(lab.ssh(host, "bridge -j fdb show dev vxlan0").stdout) if "dst" in e]
+    return {
+        "extern_learn": {e["mac"]: e["dst"] for e in entries if "extern_learn" in e.get("flags", [])},
+        "flood": sorted(e["dst"] for e in entries if e["mac"] == FLOOD),
+        "other": sorted("%s dst %s" % (e["mac"], e["dst"]) for e in entries
+                        if e["mac"] != FLOOD and "extern_learn" not in e.get("flags", [])),
+        "neigh": json.loads(lab.ssh(host, "ip -j neigh show dev vxlan0").stdout or "[]"),
+    }
+
+
+def evpn_tables_as_zebra_sets_them(host: str) -> dict[str, object]:
+    return {"extern_learn": remote_vms(host), "flood": sorted(v for h, v in VTEPS.items() if h != host),
+            "other": [], "neigh": []}
+
+
+def wait_for_evpn_tables(lab, hosts=OVERLAY, timeout: float = 40) -> dict[str, dict]:
+    """Each host's vxlan0 table once zebra has installed every remote VM and VTEP (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tables = {host: vxlan_fdb(lab, host) for host in hosts}
+        if all(tables[h] == evpn_tables_as_zebra_sets_them(h) for h in hosts) or time.monotonic() > deadline:
+            return tables
+        time.sleep(1)
+
+
+def frr_state(lab, host: str) -> dict[str, object]:
+    """frr.service and FRR's processes and files on a host, as the host reports them."""
+    unit = lab.ssh(host, "systemctl is-active frr; systemctl is-enabled frr", check=False).stdout.split()
+    daemons = lab.ssh(host, "pgrep -x 'watchfrr|zebra|bgpd|staticd' -l; true").stdout.split("\n")
+    # The package's own checksums of its conffiles: which /etc/frr files differ from them (or are missing).
+    conffiles = lab.ssh(host, "dpkg-query -W -f='${Conffiles}\\n' frr").stdout.split("\n")
+    modified = []
+    for line in conffiles:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in ["/etc/frr/" + f for f in FRR_FILES]:
+            ok = lab.ssh(host, "echo '%s  %s' | md5sum --quiet -c 2>/dev/null" % (parts[1], parts[0]), check=False)
+            if ok.returncode != 0:
+                modified.append(parts[0])
+    return {
+        "active": unit[0] if unit else "",
+        "enabled": unit[1] if len(unit) > 1 else "",
+        "daemons": sorted(line.split()[1] for line in daemons if line.strip()),
+        "modified": sorted(modified),
+        "ours": lab.ssh(host, "grep -l -- '(overlay.vxlan evpn role)' /etc/frr/* 2>/dev/null; "
+                              "ls -d /etc/frr/*.overlay-vxlan-orig 2>/dev/null; true").stdout.split(),
+    }
+
+
+def test_evpn_runs_frr_under_systemd_and_a_second_run_changes_nothing(machines):
+    # From DOVE (the test before): the agents stop, the tables empty, then FRR starts.
+    for host in (*OVERLAY, REFLECTOR[0]):
+        assert frr_state(machines, host) == {"active": "inactive", "enabled": "disabled", "daemons": [],
+                                             "modified": [], "ours": []}, host
+    first = machines.playbook(EVPN)
+    # The verify role's summary, once per VTEP: routes in bgpd's table, zebra's entries on vxlan0.
+    assert first.stdout.count("EVPN: 3 type-2 and 3 type-3 routes, 2 extern_learn entries") == len(OVERLAY), \
+        first.stdout[-3000:]
+    for host in (*OVERLAY, REFLECTOR[0]):
+        state = frr_state(machines, host)
+        assert (state["active"], state["enabled"]) == ("active", "enabled"), (host, state)
+        assert {"watchfrr", "zebra", "bgpd"} <= set(state["daemons"]), (host, state)
+        # systemd's own process tree: the daemons are frr.service's, not started beside it.
+        cgroup = machines.ssh(host, "cat /proc/$(pgrep -x bgpd)/cgroup").stdout
+        assert "/system.slice/frr.service" in cgroup, (host, cgroup)
+        assert machines.ssh(host, "systemctl is-active overlay-vxlan-agent", check=False).stdout.strip() != "active"
+    # The route reflector has an Established l2vpn evpn session with every VTEP.
+    summary = json.loads(machines.ssh(REFLECTOR[0], "vtysh -c 'show bgp l2vpn evpn summary json'").stdout)
+    assert {peer: s["state"] for peer, s in summary["peers"].items()} == dict.fromkeys(VTEPS.values(), "Established")
+    # Zebra's entries only: every remote VM extern_learn at its VTEP, the flood list, no static entry.
+    tables = wait_for_evpn_tables(machines)
+    assert tables == {host: evpn_tables_as_zebra_sets_them(host) for host in OVERLAY}
+    port = json.loads(machines.ssh("h1", "bridge -j -d link show dev vxlan0").stdout)[0]
+    assert (port["learning"], port["neigh_suppress"]) == (False, True), port
+    assert_vms_reach_each_other(machines)
+    again = machines.playbook(EVPN)
+    assert nothing_changed(again) and changed(again)[REFLECTOR[0]] == 0, again.stdout[-3000:]
+
+
+def test_a_rebooted_evpn_host_has_frr_and_its_overlay_back_before_any_converge(machines):
+    old_boot = machines.ssh("h3", "cat /proc/sys/kernel/random/boot_id").stdout
+    machines.ansible("h3", "ansible.builtin.reboot")
+    assert machines.ssh("h3", "cat /proc/sys/kernel/random/boot_id").stdout != old_boot
+    # frr.service (enabled) starts at boot before the network; the restore makes br1, ns1 and
+    # vxlan0 (no table: zebra's), and zebra picks vxlan0 up when it appears.
+    journal = machines.ssh("h3", "journalctl -b -u overlay-vxlan --no-pager -o cat").stdout
+    assert "4 item(s), 4 restored, 0 already as wanted, 0 failed" in journal, journal
+    state = frr_state(machines, "h3")
+    assert (state["active"], state["enabled"]) == ("active", "enabled") and {"zebra", "bgpd"} <= set(state["daemons"])
+    tables = wait_for_evpn_tables(machines)
+    assert tables == {host: evpn_tables_as_zebra_sets_them(host) for host in OVERLAY}
+    assert_vms_reach_each_other(machines)  # no Ansible has run on h3 since it booted
+    after = machines.playbook(EVPN)
+    assert nothing_changed(after) and changed(after)[REFLECTOR[0]] == 0, after.stdout[-3000:]
+
+
+def test_leaving_evpn_for_static_leaves_nothing_of_frr(machines):
+    machines.playbook(SITE)
+    for host in (*OVERLAY, REFLECTOR[0]):
+        # No FRR process, frr.service stopped and disabled, the package's own /etc/frr files back
+        # (as the package shipped them), nothing of the role's left there.
+        assert frr_state(machines, host) == {"active": "inactive", "enabled": "disabled", "daemons": [],
+                                             "modified": [], "ours": []}, host
+    for host in OVERLAY:
+        fdb = vxlan_fdb(machines, host)
+        # No extern_learn entry, no zebra flood list: static's full mesh and ARP proxy entries.
+        assert fdb["extern_learn"] == {} and fdb["flood"] == [], (host, fdb)
+        assert fdb["other"] == sorted("%s dst %s" % item for item in remote_vms(host).items()), (host, fdb)
+        assert sorted(n["dst"] for n in fdb["neigh"]) == sorted(VMS[p] for p in OVERLAY if p != host), (host, fdb)
+    port = json.loads(machines.ssh("h2", "bridge -j -d link show dev vxlan0").stdout)[0]
+    assert (port["learning"], port["neigh_suppress"]) == (True, False), port
+    assert_vms_reach_each_other(machines)
+    again = machines.playbook(SITE)
+    assert nothing_changed(again) and changed(again)[REFLECTOR[0]] == 0, again.stdout[-3000:]
 
 
 def test_teardown_leaves_nothing_and_a_second_one_changes_nothing(machines):
