@@ -297,6 +297,22 @@ ADVICE = """Where each mode stops being the right choice, from these figures and
   its traffic after it); the price is an agent per host and a controller (etcd), and a first
   packet that waits for a miss to be answered (the first-ping column). The choice once static
   tables or flood replication get too big and VMs come and go faster than a converge.
+- **evpn**: every host holds the flood list (N-1 all-zero entries, from BGP's type-3 routes) and
+  an `extern_learn` entry per remote VM (type-2 routes): 2(N-1) fdb lines on h1 with one VM per
+  host, and no neighbour entry (ARP is flooded over the list: no MAC+IP routes without an SVI).
+  The tables are as complete as static's, but they come from BGP rather than from the converge:
+  a host's FRR advertises its own VMs and the route reflector tells the others, so adding or
+  moving a VM needs no change on any other host. The price: FRR (watchfrr, zebra, bgpd) on every
+  host and a route reflector, and a longer converge (FRR's files, `frr-reload.py`, more module
+  processes per host than any other mode).
+
+The moved-VM column: in every mode the converge removes the VM's old namespace at the end of the
+build play (role `persist` prunes what left the inventory, the play's last role), so most of the
+time is the playbook's own; the time between
+"old VM gone" and the first answer is what the mode itself needs to follow (static: h1 has been
+rewritten by then or is rewritten by the same play; dove: the agents follow etcd's record; evpn:
+the new host's bridge learns the MAC, bgpd advertises it with a higher MAC-mobility sequence
+number, h1's zebra repoints its entry).
 
 In flood and multicast mode h1's fdb count includes what it learned (every MAC seen from the
 other hosts: VMs, and the bridges' and veths' own IPv6 neighbour discovery at link-up), which is
