@@ -377,6 +377,9 @@ def render(results: list[dict], meta: dict, old_section: str = "") -> str:
              "", *HEADER]
     rows = [(row["hosts"], MODES.index(row["mode"]), row_text(row)) for row in results] + kept
     lines += [text for _, _, text in sorted(rows)]
+    if meta.get("command"):
+        lines += ["", "Commands (as root, `OVERLAY_VXLAN_LAB_PREFIX=bn .venv/bin/python benchmarks/...`): %s." % (
+            meta["command"] if meta["command"].startswith("`") else "`%s`" % meta["command"])]
     if kept and note:
         lines += ["", note]
     if meta.get("not_run"):
@@ -413,6 +416,7 @@ def merge(saved: list[dict]) -> dict:
     for run in saved:
         results.update({(row["mode"], row["hosts"]): row for row in run["results"]})
     meta = dict(saved[0]["meta"])
+    meta["command"] = "; ".join("`%s`" % run["meta"]["command"].strip("`") for run in saved if run["meta"].get("command"))
     for key in ("date", "load_before", "load_after"):
         meta[key] = "; ".join("%s (%s)" % (run["meta"].get(key, "?"), ", ".join(sorted({"%s %d" % (r["mode"], r["hosts"]) for r in run["results"]})))
                               for run in saved)
@@ -441,6 +445,7 @@ def main(argv=None) -> int:
             "machine": "%s, %d CPUs, kernel %s, Python %s" % (platform.machine(), os.cpu_count(), platform.release(), platform.python_version())}
     if args.not_run:
         meta["not_run"] = args.not_run
+    meta["command"] = "modes_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if os.geteuid() != 0:
         raise SystemExit("needs root (the lab)")
     # SIGTERM unwinds like Ctrl-C: every lab is destroyed by bench_mode's finally.
