@@ -545,15 +545,15 @@ def modes_summary(modes: dict | None) -> list[str]:
     lines = []
     evpn = [r for r in rows if r["mode"] == "evpn" and r.get("bgp")]
     if evpn:
-        lines.append("- EVPN (modes against N): every remote VM's `extern_learn` entry on h1 %s after the playbook returned; "
-                     "first converge %s." % (
-                         "; ".join("%d hosts +%.1f s" % (r["hosts"], r["bgp"]["seconds_after_playbook"]) if r["bgp"]["complete"]
+        lines.append("- EVPN (modes against N), seconds from the playbook's return until h1 had every remote VM's `extern_learn` "
+                     "entry: %s; first converge %s." % (
+                         ", ".join("%d hosts %.1f s" % (r["hosts"], r["bgp"]["seconds_after_playbook"]) if r["bgp"]["complete"]
                                    else "%d hosts: %d of %d after %.0f s" % (r["hosts"], r["bgp"]["extern_learn"], r["bgp"]["expected"],
                                                                             r["bgp"]["seconds_after_playbook"]) for r in evpn),
-                         "; ".join("%d hosts %.1f s" % (r["hosts"], r["first"]["wall"]) for r in evpn)))
+                         ", ".join("%d hosts %.1f s" % (r["hosts"], r["first"]["wall"]) for r in evpn)))
     moved = [r for r in rows if r.get("move")]
     if moved:
-        lines.append("- A moved VM answering at its new VTEP, from the start of its converge (modes against N): %s." % "; ".join(
+        lines.append("- A moved VM answering at its new VTEP, from the start of its converge (modes against N): %s." % ", ".join(
             "%s %d hosts %s" % (r["mode"], r["hosts"], "%.1f s" % r["move"]["followed_s"] if r["move"]["followed_s"] is not None
                                 else "not followed") for r in sorted(moved, key=lambda r: (r["hosts"], r["mode"]))))
     return lines
