@@ -150,7 +150,20 @@ def run_playbook(lab: Lab, playbook: Path, *extra: str, profile: Path | None = N
                                for a in sorted({a for h in per_host.values() for a in h.get("by_action", {})})},
         "slowest_tasks": sorted(counts.get("tasks", []), key=lambda t: -t["seconds"])[:6],
         "tail": proc.stdout[-2500:] if proc.returncode else "",
+        # Each failed task's message (the tail rarely holds it on a long play).
+        "failures": [proc.stdout[at:at + 1500] for at in _failure_offsets(proc.stdout)][:6] if proc.returncode else [],
     }
+
+
+def _failure_offsets(stdout: str) -> list[int]:
+    """Where each `fatal: [host]` / `failed: [host]` result starts, with its task's header."""
+    offsets = []
+    for marker in ("fatal: [", "failed: ["):
+        at = stdout.find(marker)
+        while at != -1:
+            offsets.append(max(stdout.rfind("TASK [", 0, at), 0))
+            at = stdout.find(marker, at + 1)
+    return sorted(set(offsets))
 
 
 def check(result: dict, what: str, changed_zero: bool = False) -> None:
