@@ -546,7 +546,7 @@ def modes_summary(modes: dict | None) -> list[str]:
     evpn = [r for r in rows if r["mode"] == "evpn" and r.get("bgp")]
     if evpn:
         lines.append("- EVPN (modes against N), seconds from the playbook's return until h1 had every remote VM's `extern_learn` "
-                     "entry: %s; first converge %s." % (
+                     "entry: %s; first converge %s (each row's load average in the section)." % (
                          ", ".join("%d hosts %.1f s" % (r["hosts"], r["bgp"]["seconds_after_playbook"]) if r["bgp"]["complete"]
                                    else "%d hosts: %d of %d after %.0f s" % (r["hosts"], r["bgp"]["extern_learn"], r["bgp"]["expected"],
                                                                             r["bgp"]["seconds_after_playbook"]) for r in evpn),
