@@ -266,7 +266,7 @@ def move_text(row: dict) -> str:
         return "–"
     gone = ", old VM gone at %.1f s" % move["old_gone_s"] if move.get("old_gone_s") is not None else ""
     if move["playbook"]["rc"] != 0 or move["playbook"]["hosts_failed"]:
-        return "the moving converge failed (rc=%d, %d host(s)), see below" % (move["playbook"]["rc"], move["playbook"]["hosts_failed"])
+        return "the moving converge failed (rc=%d, %d host(s)), see under the table" % (move["playbook"]["rc"], move["playbook"]["hosts_failed"])
     if move["followed_s"] is None:
         return "not followed in %.0f s (playbook %.1f s%s)" % (move["playbook"]["wall"] + MOVE_WAIT, move["playbook"]["wall"], gone)
     return "%.1f s (playbook %.1f s%s)" % (move["followed_s"], move["playbook"]["wall"], gone)
@@ -386,6 +386,16 @@ def render(results: list[dict], meta: dict, old_section: str = "") -> str:
              "", *HEADER]
     rows = [(row["hosts"], MODES.index(row["mode"]), row_text(row)) for row in results] + kept
     lines += [text for _, _, text in sorted(rows)]
+    for row in sorted(results, key=lambda r: (r["hosts"], MODES.index(r["mode"]))):
+        move = row.get("move") or {}
+        if move and (move["playbook"]["rc"] or move["playbook"]["hosts_failed"]):
+            errors = [line.split("Task failed: ", 1)[-1] for text in move["playbook"].get("failures") or []
+                      for line in text.splitlines() if line.startswith("[ERROR]")]
+            hosts = sorted({m.group(1) for text in move["playbook"].get("failures") or []
+                            for m in re.finditer(r"(?:fatal|failed): \[([^]]+)\]", text)})
+            lines += ["", "The moving converge failed, %s at %d hosts%s: %s" % (
+                row["mode"], row["hosts"], " (on %s)" % ", ".join(hosts) if hosts else "",
+                "; ".join("`%s`" % e for e in errors[:2]) if errors else "rc=%d" % move["playbook"]["rc"])]
     if meta.get("command"):
         lines += ["", "Commands (as root, `OVERLAY_VXLAN_LAB_PREFIX=bn .venv/bin/python benchmarks/...`): %s." % (
             meta["command"] if meta["command"].startswith("`") else "`%s`" % meta["command"])]

@@ -555,7 +555,8 @@ def modes_summary(modes: dict | None) -> list[str]:
     if moved:
         lines.append("- A moved VM answering at its new VTEP, from the start of its converge (modes against N): %s." % ", ".join(
             "%s %d hosts %s" % (r["mode"], r["hosts"], "%.1f s" % r["move"]["followed_s"] if r["move"]["followed_s"] is not None
-                                else "not followed") for r in sorted(moved, key=lambda r: (r["hosts"], r["mode"]))))
+                                else "the moving converge failed" if r["move"]["playbook"]["rc"] else "not followed")
+            for r in sorted(moved, key=lambda r: (r["hosts"], r["mode"]))))
     return lines
 
 
