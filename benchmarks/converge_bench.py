@@ -118,7 +118,7 @@ def run_playbook(lab: Lab, playbook: Path, *extra: str, profile: Path | None = N
     try:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800, check=False)
+        proc = _run_group(argv, cwd, env)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
@@ -150,7 +150,43 @@ def run_playbook(lab: Lab, playbook: Path, *extra: str, profile: Path | None = N
                                for a in sorted({a for h in per_host.values() for a in h.get("by_action", {})})},
         "slowest_tasks": sorted(counts.get("tasks", []), key=lambda t: -t["seconds"])[:6],
         "tail": proc.stdout[-2500:] if proc.returncode else "",
+        # Each failed task's message (the tail rarely holds it on a long play).
+        "failures": [proc.stdout[at:at + 1500] for at in _failure_offsets(proc.stdout)][:6] if proc.returncode else [],
     }
+
+
+def _failure_offsets(stdout: str) -> list[int]:
+    """Where each `fatal: [host]` / `failed: [host]` result starts, with its task's header."""
+    offsets = []
+    for marker in ("fatal: [", "failed: ["):
+        at = stdout.find(marker)
+        while at != -1:
+            offsets.append(max(stdout.rfind("TASK [", 0, at), 0))
+            at = stdout.find(marker, at + 1)
+    return sorted(set(offsets))
+
+
+def _run_group(argv: list, cwd: Path, env: dict, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """subprocess.run in a process group of its own: on Ctrl-C, SIGTERM or the timeout the whole
+    group goes (ansible-playbook and its forked workers, which subprocess.run would leave running
+    against a lab that is being destroyed)."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 def check(result: dict, what: str, changed_zero: bool = False) -> None:

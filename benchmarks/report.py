@@ -9,7 +9,8 @@ results under benchmarks/results/ (not committed):
 - dataplane: benchmarks/dataplane_bench.py (iperf3 overlay vs underlay, MTU, first ping per mode);
 - dove:     benchmarks/dove_latency.py --json (miss-to-entry latency and DOVE's first ping);
 - fleet:    benchmarks/fleet_bench.py (its own section, "## Fleet scale", and docs/img/fleet_scaling.png);
-- modes:    benchmarks/modes_bench.py --write-docs (its own section, "## Modes against N").
+- modes:    benchmarks/modes_bench.py --write-docs (its own section, "## Modes against N": static, flood,
+            multicast, dove, evpn; evpn's wait for BGP and the time to follow a moved VM).
 
 Then this script replaces its three sections of docs/benchmarks.md ("## Converge scaling",
 "## Data plane", "## DOVE vs static first ping"), leaving every other section as it is, and draws
@@ -538,7 +539,28 @@ def plot_dataplane(modes: list[dict], dove: list[dict] | None) -> None:
     plt.close(fig)
 
 
-def summary_section(converge: list[dict] | None, dataplane: list[dict] | None, meta: dict) -> str:
+def modes_summary(modes: dict | None) -> list[str]:
+    """evpn's BGP wait and the moved VM per mode, from benchmarks/modes_bench.py's results."""
+    rows = (modes or {}).get("results", [])
+    lines = []
+    evpn = [r for r in rows if r["mode"] == "evpn" and r.get("bgp")]
+    if evpn:
+        lines.append("- EVPN (modes against N), seconds from the playbook's return until h1 had every remote VM's `extern_learn` "
+                     "entry: %s; first converge %s (each row's load average in the section)." % (
+                         ", ".join("%d hosts %.1f s" % (r["hosts"], r["bgp"]["seconds_after_playbook"]) if r["bgp"]["complete"]
+                                   else "%d hosts: %d of %d after %.0f s" % (r["hosts"], r["bgp"]["extern_learn"], r["bgp"]["expected"],
+                                                                            r["bgp"]["seconds_after_playbook"]) for r in evpn),
+                         ", ".join("%d hosts %.1f s" % (r["hosts"], r["first"]["wall"]) for r in evpn)))
+    moved = [r for r in rows if r.get("move")]
+    if moved:
+        lines.append("- A moved VM answering at its new VTEP, from the start of its converge (modes against N): %s." % ", ".join(
+            "%s %d hosts %s" % (r["mode"], r["hosts"], "%.1f s" % r["move"]["followed_s"] if r["move"]["followed_s"] is not None
+                                else "the moving converge failed" if r["move"]["playbook"]["rc"] else "not followed")
+            for r in sorted(moved, key=lambda r: (r["hosts"], r["mode"]))))
+    return lines
+
+
+def summary_section(converge: list[dict] | None, dataplane: list[dict] | None, meta: dict, modes: dict | None = None) -> str:
     """The goals of the benchmarks, each with its figure and verdict (details in the sections below)."""
     lines = ["Goals and the figures of the last `benchmarks/run` (details and method in the sections below):", ""]
     if converge:
@@ -574,6 +596,7 @@ def summary_section(converge: list[dict] | None, dataplane: list[dict] | None, m
             lines.append("- First ping, DOVE against static on the same lab: p50 %.2f ms against %.3f ms; DOVE miss-to-entry p50 %.0f µs, "
                          "p99 %.0f µs." % (dove["first_ping"]["p50_ms"], static["first_ping"]["p50_ms"],
                                            dove["miss_to_entry_us"]["p50"], dove["miss_to_entry_us"]["p99"]))
+    lines += modes_summary(modes)
     return "\n".join(lines)
 
 
@@ -593,8 +616,9 @@ def render(meta: dict) -> None:
         text = replace_section(text, SECTIONS[1], dataplane_section(dataplane, meta))
         text = replace_section(text, SECTIONS[2], dove_section(dataplane, dove, meta))
         plot_dataplane(dataplane, dove)
+    modes = read_json(RESULTS / "modes.json")
     first_section = next((h for h in (SECTIONS[0], MODULES_SECTION) if h in text), None)
-    text = replace_section(text, SUMMARY, summary_section(converge, dataplane, meta), insert_before=first_section)
+    text = replace_section(text, SUMMARY, summary_section(converge, dataplane, meta, modes), insert_before=first_section)
     DOCS.write_text(text)
     print("benchmarks/run: wrote %s and %s/*.png" % (DOCS.relative_to(ROOT), IMG.relative_to(ROOT)), file=sys.stderr)
 
