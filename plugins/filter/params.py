@@ -41,11 +41,16 @@ def neigh_rows(entries: list) -> str:
     return "".join("%s %s\n" % (e["ip"], e["lladdr"]) for e in entries)
 
 
-def endpoint_params(mesh: list, mtu) -> dict:
-    """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM."""
+def endpoint_params(mesh: list, mtu, bridge_addresses=False) -> dict:
+    """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM.
+
+    The bridges' own addresses are always given, so the collection owns them: with
+    `bridge_addresses` (vxlan_mode=evpn with evpn_svi) each network's `bridge_addresses` from the
+    endpoint map (its SVI), otherwise none (a switch away from evpn removes them)."""
     mtu = int(mtu)
     return {
-        "linux_bridge": [{"name": net["bridge"], "mtu": mtu} for net in mesh],
+        "linux_bridge": [{"name": net["bridge"], "mtu": mtu,
+                          "addresses": list(net.get("bridge_addresses") or []) if bridge_addresses else []} for net in mesh],
         "netns_veth": [
             {
                 "namespace": vm["namespace"],
