@@ -25,10 +25,20 @@ def assert_valid(params: dict) -> None:
 
 def test_endpoint_params_are_the_source_section_2():
     params = endpoint_params(mesh_of(), "1450")
-    assert params["linux_bridge"] == [{"name": "br1", "mtu": 1450}]
+    assert params["linux_bridge"] == [{"name": "br1", "mtu": 1450, "addresses": []}]
     assert params["netns_veth"] == [{"namespace": "ns1", "name": "tap1", "peer": "tap2", "master": "br1",
                                      "addresses": ["100.0.0.2/24"], "mac": "02:00:64:00:00:02", "mtu": 1450}]
     assert_valid(params)
+
+
+def test_endpoint_params_give_the_bridge_its_svi_only_when_asked():
+    mesh = [dict(net, bridge_addresses=["100.0.0.254/24"]) for net in mesh_of()]
+    assert endpoint_params(mesh, 1450, True)["linux_bridge"] == [{"name": "br1", "mtu": 1450, "addresses": ["100.0.0.254/24"]}]
+    # Other modes (or evpn_svi false): exactly none, so a switch away from evpn removes it.
+    assert endpoint_params(mesh, 1450)["linux_bridge"] == [{"name": "br1", "mtu": 1450, "addresses": []}]
+    # The mesh filter's share has no bridge_addresses: none either.
+    assert endpoint_params(mesh_of(), 1450, True)["linux_bridge"][0]["addresses"] == []
+    assert_valid(endpoint_params(mesh, 1450, True))
 
 
 @pytest.mark.parametrize(
