@@ -42,15 +42,19 @@ def neigh_rows(entries: list) -> str:
 
 
 def endpoint_params(mesh: list, mtu, bridge_addresses=False) -> dict:
-    """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM.
+    """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM; and
+    ip_neigh parameters for each bridge's own neighbour table.
 
-    The bridges' own addresses are always given, so the collection owns them: with
-    `bridge_addresses` (vxlan_mode=evpn with evpn_svi) each network's `bridge_addresses` from the
-    endpoint map (its SVI), otherwise none (a switch away from evpn removes them)."""
+    The bridges' addresses and permanent neighbour entries are always given, so the collection
+    owns them. With `bridge_addresses` (vxlan_mode=evpn with evpn_svi) each bridge gets its
+    network's `bridge_addresses` from the endpoint map (an SVI) and a permanent entry per local
+    VM (`ip lladdr mac`, what the host knows of its VMs): zebra advertises each as a MAC+IP
+    type-2 route, and it never ages out as a learnt entry does when the VM is quiet. Otherwise
+    none of either (a switch away from evpn removes them)."""
     mtu = int(mtu)
+    svi = {net["bridge"]: list(net.get("bridge_addresses") or []) if bridge_addresses else [] for net in mesh}
     return {
-        "linux_bridge": [{"name": net["bridge"], "mtu": mtu,
-                          "addresses": list(net.get("bridge_addresses") or []) if bridge_addresses else []} for net in mesh],
+        "linux_bridge": [{"name": net["bridge"], "mtu": mtu, "addresses": svi[net["bridge"]]} for net in mesh],
         "netns_veth": [
             {
                 "namespace": vm["namespace"],
@@ -63,6 +67,13 @@ def endpoint_params(mesh: list, mtu, bridge_addresses=False) -> dict:
             }
             for net in mesh
             for vm in net["endpoints"]
+        ],
+        # Only the permanent entries are ours: zebra's remote MAC+IP entries (NOARP, extern_learn)
+        # and what the kernel learns are left alone by an exact table of permanent entries.
+        "ip_neigh": [
+            {"dev": net["bridge"], "state": "exact",
+             "rows": neigh_rows([{"ip": vm["ip"], "lladdr": vm["mac"]} for vm in net["endpoints"]]) if svi[net["bridge"]] else ""}
+            for net in mesh
         ],
     }
 

@@ -34,8 +34,11 @@ def test_endpoint_params_are_the_source_section_2():
 def test_endpoint_params_give_the_bridge_its_svi_only_when_asked():
     mesh = [dict(net, bridge_addresses=["100.0.0.254/24"]) for net in mesh_of()]
     assert endpoint_params(mesh, 1450, True)["linux_bridge"] == [{"name": "br1", "mtu": 1450, "addresses": ["100.0.0.254/24"]}]
-    # Other modes (or evpn_svi false): exactly none, so a switch away from evpn removes it.
+    # And a permanent neighbour entry per local VM on the bridge (zebra advertises its MAC+IP).
+    assert endpoint_params(mesh, 1450, True)["ip_neigh"] == [{"dev": "br1", "state": "exact", "rows": "100.0.0.2 02:00:64:00:00:02\n"}]
+    # Other modes (or evpn_svi false): exactly none, so a switch away from evpn removes them.
     assert endpoint_params(mesh, 1450)["linux_bridge"] == [{"name": "br1", "mtu": 1450, "addresses": []}]
+    assert endpoint_params(mesh, 1450)["ip_neigh"] == [{"dev": "br1", "state": "exact", "rows": ""}]
     # The mesh filter's share has no bridge_addresses: none either.
     assert endpoint_params(mesh_of(), 1450, True)["linux_bridge"][0]["addresses"] == []
     assert_valid(endpoint_params(mesh, 1450, True))
