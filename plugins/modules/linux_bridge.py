@@ -52,7 +52,7 @@ options:
   addresses:
     description:
       - The bridge's own addresses (CIDR, IPv4 and IPv6), what C(ip addr add 100.0.0.254/24 dev br1)
-        does: the bridge as an interface of the host in the overlay network (an SVI). EVPN's ARP/ND
+        does, making the bridge an interface of the host in the overlay network (an SVI). EVPN's ARP/ND
         suppression needs one - FRR's zebra learns the VMs' MAC+IP from the bridge's neighbour table
         and installs the remote ones there, where the bridge answers ARP requests from.
       - Exactly this set when given (missing ones added, others removed); V([]) removes every
