@@ -42,15 +42,12 @@ def neigh_rows(entries: list) -> str:
 
 
 def endpoint_params(mesh: list, mtu, bridge_addresses=False) -> dict:
-    """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM; and
-    ip_neigh parameters for each bridge's own neighbour table.
+    """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM.
 
-    The bridges' addresses and permanent neighbour entries are always given, so the collection
-    owns them. With `bridge_addresses` (vxlan_mode=evpn with evpn_svi) each bridge gets its
-    network's `bridge_addresses` from the endpoint map (an SVI) and a permanent entry per local
-    VM (`ip lladdr mac`, what the host knows of its VMs): zebra advertises each as a MAC+IP
-    type-2 route, and it never ages out as a learnt entry does when the VM is quiet. Otherwise
-    none of either (a switch away from evpn removes them)."""
+    The bridges' addresses are always given, so the collection owns them: with
+    `bridge_addresses` (vxlan_mode=evpn with evpn_svi) each network's `bridge_addresses` from the
+    endpoint map (its SVI), otherwise none (a switch away from evpn removes them). The bridges'
+    neighbour entries are overlay_params' (`bridge_neighbours`)."""
     mtu = int(mtu)
     svi = {net["bridge"]: list(net.get("bridge_addresses") or []) if bridge_addresses else [] for net in mesh}
     return {
@@ -68,19 +65,20 @@ def endpoint_params(mesh: list, mtu, bridge_addresses=False) -> dict:
             for net in mesh
             for vm in net["endpoints"]
         ],
-        # Only the permanent entries are ours: zebra's remote MAC+IP entries (NOARP, extern_learn)
-        # and what the kernel learns are left alone by an exact table of permanent entries.
-        "ip_neigh": [
-            {"dev": net["bridge"], "state": "exact",
-             "rows": neigh_rows([{"ip": vm["ip"], "lladdr": vm["mac"]} for vm in net["endpoints"]]) if svi[net["bridge"]] else ""}
-            for net in mesh
-        ],
     }
 
 
-def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn_running=False) -> dict:
+def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn_running=False, bridge_neighbours=False) -> dict:
     """vxlan_link, bridge_fdb and ip_neigh parameters of `mode` for every network of the host.
-    `evpn_running`: FRR runs on the host (evpn mode then gives no table task)."""
+    `evpn_running`: FRR runs on the host (evpn mode then gives no table task for the device).
+
+    Each bridge's own neighbour table is given too (ip_neigh, exact, permanent entries only, so
+    zebra's remote MAC+IP entries and what the kernel learns are left alone): with
+    `bridge_neighbours` (vxlan_mode=evpn with evpn_svi) a permanent entry per local VM of a
+    network whose bridge has an address (`ip lladdr mac`, what the host knows of its VMs), which
+    zebra advertises as a MAC+IP type-2 route and which never ages out as a learnt entry does
+    when the VM is quiet; otherwise none. After the vxlan devices: enslaving one can change the
+    bridge's MAC, and the kernel then flushes the bridge's neighbour table."""
     if mode not in MODES:
         raise AnsibleFilterError("vxlan_mode=%s: choose one of %s" % (mode, ", ".join(MODES)))
     links, fdb, neigh = [], [], []
@@ -118,6 +116,9 @@ def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn
         entries = {"multicast": [], "flood": net["flood"], "static": net["fdb"], "evpn": []}[mode]
         fdb.append({"dev": net["vxlan_dev"], "state": "exact", "rows": fdb_rows(entries)})
         neigh.append({"dev": net["vxlan_dev"], "state": "exact", "rows": neigh_rows(net["neigh"] if mode == "static" else [])})
+    for net in mesh:
+        own = [{"ip": vm["ip"], "lladdr": vm["mac"]} for vm in net["endpoints"]] if bridge_neighbours and net.get("bridge_addresses") else []
+        neigh.append({"dev": net["bridge"], "state": "exact", "rows": neigh_rows(own)})
     return {"vxlan_link": links, "bridge_fdb": fdb, "ip_neigh": neigh}
 
 
