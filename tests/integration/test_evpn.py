@@ -96,7 +96,7 @@ def bridge_addresses(lab, host: str) -> list[str]:
 def zebra_neighbours(lab, host: str) -> dict[str, str]:
     """ip -> lladdr of zebra's extern_learn neighbour entries on br1 (the remote VMs' MAC+IP)."""
     entries = json.loads(lab.enter(host, "ip", "-j", "neigh", "show", "dev", "br1").stdout or "[]")
-    return {e["dst"]: e["lladdr"] for e in entries if "extern_learn" in e.get("flags", [])}
+    return {e["dst"]: e["lladdr"] for e in entries if "extern_learn" in e}  # ip -j: "extern_learn": null
 
 
 def macip_routes(lab, host: str) -> set[tuple[str, str, str]]:
