@@ -271,7 +271,7 @@ def test_evpn_converges_follows_a_move_survives_a_reflector_and_switches_cleanly
     # evpn_svi=false: no bridge address, type-2 routes with MACs only, no MAC+IP on the bridges.
     no_svi = lab.playbook(EVPN, "-e", "evpn_svi=false")
     assert_ok(no_svi, everyone)
-    assert "EVPN: 3 type-2 (0 with an IP) and 3 type-3 routes, 2 extern_learn entries" in " ".join(no_svi.stdout.split())
+    # (Read back from the kernel and FRR below, not from verify's summary.)
     for host in VTEPS:
         assert bridge_addresses(lab, host) == []
         assert wait_for(lambda host=host: zebra_neighbours(lab, host) == {} and macip_routes(lab, host) == set(), timeout=10), \
