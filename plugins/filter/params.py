@@ -41,11 +41,17 @@ def neigh_rows(entries: list) -> str:
     return "".join("%s %s\n" % (e["ip"], e["lladdr"]) for e in entries)
 
 
-def endpoint_params(mesh: list, mtu) -> dict:
-    """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM."""
+def endpoint_params(mesh: list, mtu, bridge_addresses=False) -> dict:
+    """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM.
+
+    The bridges' addresses are always given, so the collection owns them: with
+    `bridge_addresses` (vxlan_mode=evpn with evpn_svi) each network's `bridge_addresses` from the
+    endpoint map (its SVI), otherwise none (a switch away from evpn removes them). The bridges'
+    neighbour entries are overlay_params' (`bridge_neighbours`)."""
     mtu = int(mtu)
+    svi = {net["bridge"]: list(net.get("bridge_addresses") or []) if bridge_addresses else [] for net in mesh}
     return {
-        "linux_bridge": [{"name": net["bridge"], "mtu": mtu} for net in mesh],
+        "linux_bridge": [{"name": net["bridge"], "mtu": mtu, "addresses": svi[net["bridge"]]} for net in mesh],
         "netns_veth": [
             {
                 "namespace": vm["namespace"],
@@ -62,9 +68,17 @@ def endpoint_params(mesh: list, mtu) -> dict:
     }
 
 
-def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn_running=False) -> dict:
+def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn_running=False, bridge_neighbours=False) -> dict:
     """vxlan_link, bridge_fdb and ip_neigh parameters of `mode` for every network of the host.
-    `evpn_running`: FRR runs on the host (evpn mode then gives no table task)."""
+    `evpn_running`: FRR runs on the host (evpn mode then gives no table task for the device).
+
+    Each bridge's own neighbour table is given too (ip_neigh, exact, permanent entries only, so
+    zebra's remote MAC+IP entries and what the kernel learns are left alone): with
+    `bridge_neighbours` (vxlan_mode=evpn with evpn_svi) a permanent entry per local VM of a
+    network whose bridge has an address (`ip lladdr mac`, what the host knows of its VMs), which
+    zebra advertises as a MAC+IP type-2 route and which never ages out as a learnt entry does
+    when the VM is quiet; otherwise none. After the vxlan devices: enslaving one can change the
+    bridge's MAC, and the kernel then flushes the bridge's neighbour table."""
     if mode not in MODES:
         raise AnsibleFilterError("vxlan_mode=%s: choose one of %s" % (mode, ", ".join(MODES)))
     links, fdb, neigh = [], [], []
@@ -102,6 +116,9 @@ def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn
         entries = {"multicast": [], "flood": net["flood"], "static": net["fdb"], "evpn": []}[mode]
         fdb.append({"dev": net["vxlan_dev"], "state": "exact", "rows": fdb_rows(entries)})
         neigh.append({"dev": net["vxlan_dev"], "state": "exact", "rows": neigh_rows(net["neigh"] if mode == "static" else [])})
+    for net in mesh:
+        own = [{"ip": vm["ip"], "lladdr": vm["mac"]} for vm in net["endpoints"]] if bridge_neighbours and net.get("bridge_addresses") else []
+        neigh.append({"dev": net["bridge"], "state": "exact", "rows": neigh_rows(own)})
     return {"vxlan_link": links, "bridge_fdb": fdb, "ip_neigh": neigh}
 
 

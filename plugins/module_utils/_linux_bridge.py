@@ -12,9 +12,12 @@ from __future__ import annotations
 from ansible_collections.overlay.vxlan.plugins.module_utils import _links as links
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
+    InputError,
     Journal,
     NetlinkError,
+    addresses_of,
 )
+from ansible_collections.overlay.vxlan.plugins.module_utils._netns_veth import set_addresses
 
 # The kernel's values for a new bridge (what check mode predicts for options left out).
 DEFAULTS = {"mtu": 1500, "stp": False, "vlan_filtering": False, "ageing_time": 300}
@@ -29,6 +32,12 @@ def validate(params: dict) -> dict:
     wanted["ageing_time"] = v.int_range("ageing_time", params["ageing_time"], 0, links.AGEING_TIME_MAX) if params["ageing_time"] is not None else None
     wanted["stp"] = params["stp"]
     wanted["vlan_filtering"] = params["vlan_filtering"]
+    # The bridge's own addresses (an SVI: EVPN's ARP/ND suppression learns the VMs' MAC+IP from
+    # its neighbour table); exactly this set when given, not managed when left out.
+    wanted["addresses"] = links.peer_addresses("addresses", params["addresses"]) if params["addresses"] is not None else None
+    six = [a for a in wanted["addresses"] or [] if ":" in a]
+    if six and wanted["mtu"] is not None and wanted["mtu"] < links.IPV6_MIN_MTU:
+        raise InputError("mtu", wanted["mtu"], "is below %d, the minimum for IPv6 (%s)" % (links.IPV6_MIN_MTU, ", ".join(six)))
     return wanted
 
 
@@ -45,17 +54,25 @@ def attribute_kwargs(field: str, value) -> dict:
 
 def read(ipr, name: str):
     link = links.find_kind(ipr, "name", name, "bridge")
-    return (link, links.bridge_state(link, ipr.link("dump"))) if link is not None else (None, None)
+    if link is None:
+        return None, None
+    state = links.bridge_state(link, ipr.link("dump"))
+    state["addresses"] = links.sort_cidrs(addresses_of(ipr, link["index"]))
+    return link, state
 
 
 def plan(current: dict | None, wanted: dict) -> list[str]:
-    """Attributes to change, in ORDER, plus "create" / "up"."""
+    """Attributes to change, in ORDER, plus "create" / "up" / "addresses" (last: an IPv6
+    address is best added to an interface that is up)."""
     if current is None:
         # An explicit MTU is always set (so it sticks); the rest only when not the kernel's default.
-        return ["create"] + [f for f in ORDER if wanted[f] is not None and (f == "mtu" or wanted[f] != DEFAULTS[f])] + ["up"]
+        fields = ["create"] + [f for f in ORDER if wanted[f] is not None and (f == "mtu" or wanted[f] != DEFAULTS[f])] + ["up"]
+        return fields + (["addresses"] if wanted["addresses"] else [])
     fields = [f for f in ORDER if wanted[f] is not None and wanted[f] != current[f]]
     if not current["up"]:
         fields.append("up")
+    if wanted["addresses"] is not None and wanted["addresses"] != current["addresses"]:
+        fields.append("addresses")
     return fields
 
 
@@ -70,7 +87,7 @@ def apply(ipr, name: str, link, current: dict | None, wanted: dict, fields: list
             ipr.link("add", ifname=name, kind="bridge")
             journal.record("create %s" % name, lambda: ipr.link("del", index=ipr.link_lookup(ifname=name)[0]))
             link = links.find_link(ipr, "name", name)
-            current = dict(DEFAULTS, up=False)
+            current = dict(DEFAULTS, up=False, addresses=[])
         index = link["index"]
         for field in ORDER:
             if field not in fields:
@@ -82,6 +99,13 @@ def apply(ipr, name: str, link, current: dict | None, wanted: dict, fields: list
         if "up" in fields:
             step = "bringing %s up" % name
             ipr.link("set", index=index, state="up")
+        if "addresses" in fields:
+            step = "setting the addresses of %s to %s" % (name, ", ".join(wanted["addresses"]) or "none")
+            original = current["addresses"]
+            # Journalled before it runs: a refusal half-way (one address added, the next refused)
+            # is undone too.
+            journal.record(step, lambda: set_addresses(ipr, index, original))
+            set_addresses(ipr, index, wanted["addresses"])
     except NetlinkError as exc:
         raise journal.fail(step, exc) from None
 
@@ -108,8 +132,8 @@ def manage(module) -> dict:
             apply(ipr, name, link, current, wanted, fields)
             after = read(ipr, name)[1]
         else:
-            base = current or dict(DEFAULTS, name=name, ports=[])
-            after = dict(base, up=True, **{f: wanted[f] for f in ORDER if wanted[f] is not None})
+            base = current or dict(DEFAULTS, name=name, ports=[], addresses=[])
+            after = dict(base, up=True, **{f: wanted[f] for f in ORDER + ("addresses",) if wanted[f] is not None})
 
     return {"changed": bool(fields), "bridge": after, "diff": {"before": current or {}, "after": after}}
 
@@ -123,6 +147,7 @@ SPEC = dict(
         stp=dict(type="bool"),
         vlan_filtering=dict(type="bool"),
         ageing_time=dict(type="int"),
+        addresses=dict(type="list", elements="str"),
         netns=dict(type="str"),
     ),
     supports_check_mode=True,

@@ -40,6 +40,9 @@ ROLE_DEFAULTS = {
     "vxlan_ttl": None,
     "vxlan_networks": [],
     "vxlan_endpoints": [],
+    # EVPN's bridge addresses (SVIs), used in vxlan_mode=evpn only (svi_addresses below).
+    "evpn_svi": True,
+    "evpn_svi_addresses": {},
 }
 VARIABLES = ("vxlan_underlay_ip",) + tuple(ROLE_DEFAULTS)
 # A network's optional keys and what the mesh filter uses without them.
@@ -346,13 +349,14 @@ def build(hosts: dict[str, dict]) -> tuple[dict, list[str]]:
         endpoints += _endpoints(p, host, hosts[host].get("vxlan_endpoints", []), by_name, declared, reserved)
     _unique_endpoints(p, endpoints)
 
+    svi = svi_addresses(hostnames, hosts, by_name, endpoints)
     overlay_map = {"hosts": {}, "networks": {}}
     for host in hostnames:
         if host in underlay:
             overlay_map["hosts"][host] = {
                 "underlay_ip": underlay[host], "family": family[host], "underlay_dev": dev.get(host), "underlay_mtu": mtu.get(host),
                 "overlay_mtu": mtu[host] - v.VXLAN_OVERHEAD[family[host]] if mtu.get(host) is not None else None,
-                "mode": mode.get(host)}
+                "mode": mode.get(host), "svi": svi[host]["addresses"], "svi_problems": svi[host]["problems"]}
     for net in networks:
         mine = [e for e in endpoints if e["network"] == net["name"]]
         _subnets(p, net["name"], mine)
@@ -384,6 +388,125 @@ def build(hosts: dict[str, dict]) -> tuple[dict, list[str]]:
     return overlay_map, list(p)
 
 
+# --- EVPN: the bridges' own addresses (SVIs) ------------------------------------------------------
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _flag(value):
+    """A boolean as Ansible spells it (-e gives strings), or None."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return True if text in _TRUE else False if text in _FALSE else None
+
+
+def svi_addresses(hostnames: list[str], hosts: dict, networks: dict, endpoints: list[dict]) -> dict[str, dict]:
+    """host -> {"addresses": {network: [CIDR...]}, "problems": [...]}: the address each host's
+    bridge of each network it carries gets in vxlan_mode=evpn (an SVI: zebra learns the VMs'
+    MAC+IP from its neighbour table and installs the remote ones there, where the bridge answers
+    ARP/ND from).
+
+    `evpn_svi_addresses` (per host: network -> CIDR or list of CIDRs) gives them; a network not
+    listed gets one generated in its VMs' subnet: the n-th overlay host (sorted by name, from
+    0) takes the n-th address from the top (h1 100.0.0.254/24, h2 .253, h3 .252). `evpn_svi:
+    false` gives none. Problems (a bad value, outside the subnet, an address taken by a VM or by
+    another host's bridge) are kept per host: they matter in evpn mode only, and
+    playbooks/validate.yml reports them there, before any host changes.
+    """
+    by_network = defaultdict(list)
+    for e in endpoints:
+        by_network[e["network"]].append(e)
+    subnets = {}
+    for name, mine in by_network.items():
+        counts = Counter(e["subnet"] for e in mine)
+        if counts:
+            subnets[name] = ipaddress.ip_network(counts.most_common(1)[0][0])
+    vm_ips = {(e["network"], ipaddress.ip_address(e["ip"])): e for e in endpoints}
+    carried = defaultdict(set)
+    for e in endpoints:
+        carried[e["host"]].add(e["network"])
+
+    result = {}
+    taken: dict[tuple, str] = {}  # (network, ip) -> the host whose bridge has it
+    for position, host in enumerate(hostnames):
+        p = Problems()
+        addresses: dict[str, list[str]] = {}
+        result[host] = {"addresses": addresses, "problems": p}
+        enabled = hosts[host].get("evpn_svi", ROLE_DEFAULTS["evpn_svi"])
+        flag = None if isinstance(enabled, Unreadable) else _flag(enabled)
+        if isinstance(enabled, Unreadable):
+            p.check([host], None, "evpn_svi", enabled)
+            continue
+        if flag is None:
+            p.add([host], "evpn_svi", enabled, "must be a boolean (true: the bridge gets an address in evpn mode)")
+            continue
+        if not flag:
+            continue
+        given = hosts[host].get("evpn_svi_addresses", ROLE_DEFAULTS["evpn_svi_addresses"])
+        if isinstance(given, Unreadable):
+            p.check([host], None, "evpn_svi_addresses", given)
+            continue
+        if given is None:
+            given = {}
+        if not isinstance(given, dict):
+            p.add([host], "evpn_svi_addresses", given, "must map network names to an address (CIDR) or a list of them, not %s"
+                  % type(given).__name__)
+            continue
+        for network, value in given.items():
+            field = "evpn_svi_addresses.%s" % network
+            if network not in networks:
+                p.add([host], field, value, "no such network in vxlan_networks (it has %s)" % (", ".join(sorted(networks)) or "none"))
+                continue
+            values = [value] if isinstance(value, str) else value
+            if not isinstance(values, list) or not values:
+                p.add([host], field, value, "must be an address with its prefix (CIDR) or a non-empty list of them")
+                continue
+            cidrs = []
+            for index, raw in enumerate(values):
+                item = "%s[%d]" % (field, index) if isinstance(value, list) else field
+                cidr = p.check([host], v.interface_cidr, item, raw)
+                if cidr is None:
+                    continue
+                iface = ipaddress.ip_interface(cidr)
+                subnet = subnets.get(network)
+                if iface.version == 6 and iface.ip.is_link_local:
+                    p.add([host], item, raw, "is an IPv6 link-local address; the kernel assigns those itself")
+                elif subnet is not None and subnet.version == iface.version and iface.network != subnet:
+                    p.add([host], item, raw, "is not in %s, the subnet of network %s's VMs" % (subnet, network))
+                elif iface.version == 4 and iface.network.prefixlen < 31 and iface.ip in (iface.network.network_address,
+                                                                                         iface.network.broadcast_address):
+                    p.add([host], item, raw, "is the network or broadcast address of %s" % iface.network)
+                else:
+                    cidrs.append(cidr)
+            if cidrs and network in carried[host]:
+                addresses[network] = cidrs
+        for network in sorted(carried[host]):
+            if network in addresses or network in given or network not in subnets:
+                continue
+            subnet = subnets[network]
+            # Below the (IPv4 broadcast) last address, never the network's own first address.
+            if position >= subnet.num_addresses - 2:
+                p.add([host], "evpn_svi_addresses.%s" % network, None, "network %s's subnet %s has no address left for this host's "
+                      "bridge (host %d of the overlay, from the top); give one, or set evpn_svi: false" % (network, subnet, position + 1))
+                continue
+            addresses[network] = ["%s/%d" % (subnet.broadcast_address - 1 - position, subnet.prefixlen)]
+        for network, cidrs in addresses.items():
+            for cidr in cidrs:
+                ip = ipaddress.ip_interface(cidr).ip
+                field = "evpn_svi_addresses.%s" % network + ("" if network in given else " (generated)")
+                vm = vm_ips.get((network, ip))
+                if vm is not None:
+                    p.add([host], field, cidr, "is the address of VM %s (%s's %s); give this host's bridge another address"
+                          % (vm["ip"], vm["host"], vm["field"]))
+                elif (network, ip) in taken:
+                    p.add([host], field, cidr, "is already the bridge address of host %s in network %s" % (taken[(network, ip)], network))
+                else:
+                    taken[(network, ip)] = host
+    return {host: {"addresses": entry["addresses"], "problems": list(entry["problems"])} for host, entry in result.items()}
+
+
 def host_share(overlay_map: dict, host: str) -> list[dict]:
     """One host's networks with flood, fdb and neighbour entries: what vxlan_mesh returns."""
     local = overlay_map["hosts"][host]["underlay_ip"]
@@ -399,6 +522,8 @@ def host_share(overlay_map: dict, host: str) -> list[dict]:
         result.append({
             "name": net["name"], "vni": net["vni"], "bridge": net["bridge"], "vxlan_dev": net["vxlan_dev"], "dstport": net["dstport"],
             "group": net["group"], "local": local, "endpoints": mine, "remote_endpoints": remote,
+            # EVPN: this host's bridge address(es) in the network (an SVI), used in evpn mode.
+            "bridge_addresses": overlay_map["hosts"][host].get("svi", {}).get(net["name"], []),
             "foreign_endpoints": [e for e in everything if e["network"] != net["name"]],
             "flood": [{"mac": v.ZERO_MAC, "dst": peer} for peer in peers],
             "fdb": [{"mac": e["mac"], "dst": e["vtep"]} for e in remote],

@@ -49,6 +49,18 @@ options:
       - C(ip link ... type bridge ageing_time) takes centiseconds; this option is seconds, so
         V(300) here is C(ageing_time 30000) there. The kernel's default is 300 seconds.
     type: int
+  addresses:
+    description:
+      - The bridge's own addresses (CIDR, IPv4 and IPv6), what C(ip addr add 100.0.0.254/24 dev br1)
+        does, making the bridge an interface of the host in the overlay network (an SVI). EVPN's ARP/ND
+        suppression needs one - FRR's zebra learns the VMs' MAC+IP from the bridge's neighbour table
+        and installs the remote ones there, where the bridge answers ARP requests from.
+      - Exactly this set when given (missing ones added, others removed); V([]) removes every
+        address. Left out, the bridge's addresses are not managed.
+      - IPv6 link-local addresses are the kernel's and are neither accepted nor compared.
+    type: list
+    elements: str
+    version_added: 0.2.0
 extends_documentation_fragment:
   - overlay.vxlan.netlink
 author:
@@ -71,6 +83,12 @@ EXAMPLES = r"""
   overlay.vxlan.linux_bridge:
     netns: lab-h1
     name: br1
+
+- name: The bridge with an address in the overlay (EVPN's SVI; ip addr add 100.0.0.254/24 dev br1)
+  overlay.vxlan.linux_bridge:
+    name: br1
+    mtu: 1450
+    addresses: [100.0.0.254/24]
 
 - name: Remove it (tap1 and vxlan0 are released, not deleted)
   overlay.vxlan.linux_bridge:
@@ -106,6 +124,10 @@ bridge:
     up:
       description: Whether the bridge is administratively up.
       type: bool
+    addresses:
+      description: The bridge's addresses (CIDR; IPv4 first, IPv6 link-local left out).
+      type: list
+      elements: str
   sample:
     name: br1
     mtu: 1500
@@ -114,6 +136,7 @@ bridge:
     ageing_time: 300
     ports: [tap1, vxlan0]
     up: true
+    addresses: [100.0.0.254/24]
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -95,6 +95,14 @@ CASES = {
     "unknown mode": (["-e", "vxlan_mode=bgp"], {}, ["hosts h1, h2, h3: vxlan_mode=bgp: choose one of multicast, flood, static, dove, evpn"]),
     "evpn asn 0": (["-e", "vxlan_mode=evpn", "-e", "evpn_asn=0"], {},
                    ["h1: evpn_route_reflector_group=controller (1 host(s)), evpn_asn=0, evpn_router_id=192.168.1.2"]),
+    # EVPN's bridge addresses (SVIs): checked in evpn mode, with every host's VMs in view.
+    "evpn svi address outside the subnet": (["-e", "vxlan_mode=evpn"], {"h2": {"evpn_svi_addresses": {"blue": "10.0.0.9/24"}}},
+                                            ["host h2: evpn_svi_addresses.blue='10.0.0.9/24': is not in 100.0.0.0/24, the subnet of "
+                                             "network blue's VMs"]),
+    "evpn svi address of a VM": (["-e", "vxlan_mode=evpn"], {"h1": {"evpn_svi_addresses": {"blue": ["100.0.0.3/24"]}}},
+                                 ["host h1: evpn_svi_addresses.blue='100.0.0.3/24': is the address of VM 100.0.0.3 (h2's vxlan_endpoints[0])"]),
+    "evpn_svi not a boolean": (["-e", "vxlan_mode=evpn", "-e", "evpn_svi=maybe"], {},
+                               ["host h1: evpn_svi='maybe': must be a boolean", "host h3: evpn_svi='maybe': must be a boolean"]),
     "ttl 300": (["-e", "vxlan_ttl=300"], {}, ["hosts h1, h2, h3: vxlan_ttl='300': must be between 0 and 255"]),
     "duplicate underlay ip": ([], {"h2": {"vxlan_underlay_ip": "192.168.1.2"}},
                               ["hosts h1, h2: vxlan_underlay_ip='192.168.1.2': the same VTEP address on 2 hosts"]),

@@ -55,7 +55,7 @@ def test_create_check_apply_then_idempotent(ns):
     assert check["changed"] is True, check
     assert check["diff"]["before"] == {}
     assert check["diff"]["after"] == {"name": "br1", "mtu": 1450, "stp": True, "vlan_filtering": False,
-                                      "ageing_time": 120, "ports": [], "up": True}
+                                      "ageing_time": 120, "ports": [], "up": True, "addresses": []}
     assert_unchanged(before, state_dump(ns.name))
 
     applied = run(ns, **args)
@@ -92,7 +92,7 @@ def test_change_in_place_with_check_mode_first(ns):
     assert check["changed"] is True
     assert check["diff"]["before"]["mtu"] == 1500 and check["diff"]["before"]["stp"] is False
     assert check["diff"]["after"] == {"name": "br1", "mtu": 9000, "stp": True, "vlan_filtering": False,
-                                      "ageing_time": 30, "ports": ["tap1"], "up": True}
+                                      "ageing_time": 30, "ports": ["tap1"], "up": True, "addresses": []}
     assert_unchanged(before, state_dump(ns.name))
 
     result = run(ns, **args)
@@ -186,6 +186,67 @@ def test_refused_change_is_rolled_back(ns):
     assert (got["mtu"], got["stp_state"], got["ageing_time"]) == (1500, 0, 30000)
 
 
+def addresses(ns, name="br1"):
+    """The bridge's addresses as `ip addr` reads them back (IPv6 link-local left out)."""
+    return sorted("%s/%d" % (a["local"], a["prefixlen"]) for a in ip_json(ns.name, "addr", "show", "dev", name)[0]["addr_info"]
+                  if not a["local"].startswith("fe80:"))
+
+
+def test_addresses_exact_set_check_apply_idempotent(ns):
+    """The bridge's own addresses (EVPN's SVI): check mode changes nothing, apply sets exactly
+    the set, the second run is quiet, [] removes them, left out they are not managed."""
+    run(ns, name="br1", mtu=1450)
+    add_port(ns, "tap1")
+    before = state_dump(ns.name)
+    args = {"name": "br1", "mtu": 1450, "addresses": ["100.0.0.254/24", "2001:db8:100::fe/64"]}
+
+    check = run(ns, check=True, **args)
+    assert check["changed"] is True and check["diff"]["before"]["addresses"] == []
+    assert check["diff"]["after"]["addresses"] == ["100.0.0.254/24", "2001:db8:100::fe/64"]
+    assert_unchanged(before, state_dump(ns.name))
+
+    applied = run(ns, **args)
+    assert applied["changed"] is True, applied
+    assert addresses(ns) == ["100.0.0.254/24", "2001:db8:100::fe/64"]
+    assert applied["bridge"] == check["diff"]["after"]
+    assert run(ns, check=True, **args)["changed"] is False
+    assert run(ns, **args)["changed"] is False
+
+    # Left out: not managed; one more by hand is kept.
+    ns_exec(ns.name, "ip", "addr", "add", "10.9.9.9/32", "dev", "br1")
+    assert run(ns, name="br1")["changed"] is False
+    assert "10.9.9.9/32" in addresses(ns)
+    # Given: exactly that set (the hand-made one goes, one of ours is replaced).
+    changed = run(ns, name="br1", addresses=["100.0.0.253/24"])
+    assert changed["changed"] is True and changed["diff"]["before"]["addresses"] == ["10.9.9.9/32", "100.0.0.254/24", "2001:db8:100::fe/64"]
+    assert addresses(ns) == ["100.0.0.253/24"]
+    # []: none left, and quiet the second time.
+    assert run(ns, name="br1", addresses=[])["changed"] is True
+    assert addresses(ns) == []
+    assert run(ns, name="br1", addresses=[])["changed"] is False
+
+
+def test_new_bridge_with_an_address(ns):
+    result = run(ns, name="br1", addresses=["100.0.0.254/24"])
+    assert result["changed"] is True and result["bridge"]["addresses"] == ["100.0.0.254/24"]
+    assert addresses(ns) == ["100.0.0.254/24"] and bridge(ns)["up"] is True
+    assert run(ns, name="br1", addresses=["100.0.0.254/24"])["changed"] is False
+
+
+def test_refused_address_is_rolled_back(ns):
+    """The kernel refuses an IPv6 address on a bridge whose IPv6 is disabled: the IPv4 address
+    added before it in the same run is taken away again."""
+    run(ns, name="br1", addresses=["100.0.0.254/24"])
+    ns_exec(ns.name, "sysctl", "-q", "-w", "net.ipv6.conf.br1.disable_ipv6=1")
+    before = state_dump(ns.name)
+    result = run(ns, name="br1", addresses=["100.0.0.253/24", "2001:db8:100::fe/64"])
+    assert result.get("failed") is True and result["changed"] is False, result
+    assert "setting the addresses of br1" in result["msg"], result["msg"]
+    assert "ROLLBACK INCOMPLETE" not in result["msg"]
+    assert_unchanged(before, state_dump(ns.name))
+    assert addresses(ns) == ["100.0.0.254/24"]
+
+
 def test_existing_non_bridge_is_never_touched(underlay):
     before = state_dump(underlay.name)
     for state in ("present", "absent"):
@@ -220,6 +281,11 @@ BAD_INPUTS = [
     ({"name": "br1", "netns": "a/b"}, "netns", "a/b"),
     ({"name": "br1", "netns": ""}, "netns", ""),
     ({"name": "br1", "state": "gone"}, "state", "gone"),
+    ({"name": "br1", "addresses": ["100.0.0.300/24"]}, "addresses[0]", "100.0.0.300/24"),
+    ({"name": "br1", "addresses": ["100.0.0.254"]}, "addresses[0]", "100.0.0.254"),
+    ({"name": "br1", "addresses": ["fe80::1/64"]}, "addresses[0]", "fe80::1/64"),
+    ({"name": "br1", "addresses": ["100.0.0.254/24", "100.0.0.254/25"]}, "addresses[1]", "100.0.0.254/25"),
+    ({"name": "br1", "mtu": 1200, "addresses": ["2001:db8::1/64"]}, "mtu", "1200"),
 ]
 
 

@@ -45,7 +45,7 @@ def test_the_source_inventory_is_sound_and_mapped():
     overlay_map, problems = om.build(source_hosts())
     assert problems == []
     assert overlay_map["hosts"]["h2"] == {"underlay_ip": "192.168.1.3", "family": 4, "underlay_dev": "eth0", "underlay_mtu": 1500,
-                                          "overlay_mtu": 1450, "mode": "static"}
+                                          "overlay_mtu": 1450, "mode": "static", "svi": {"blue": ["100.0.0.253/24"]}, "svi_problems": []}
     blue = overlay_map["networks"]["blue"]
     assert (blue["vni"], blue["subnet"], blue["family"], blue["vteps"]) == (100, "100.0.0.0/24", 4, ["192.168.1.2", "192.168.1.3", "192.168.1.4"])
     assert blue["endpoints"][0] == {"host": "h1", "vtep": "192.168.1.2", "network": "blue", "namespace": "ns1", "host_if": "tap1",
@@ -70,7 +70,9 @@ def test_each_hosts_share_is_what_the_mesh_filter_computes(count):
     overlay_map, problems = om.build(hosts)
     assert problems == []
     for host in hosts:
-        assert om.host_share(overlay_map, host) == compute_mesh(hosts, [BLUE, RED], host), host
+        # The map adds what the mesh filter does not compute: the bridge's address (EVPN's SVI).
+        share = [dict(net, bridge_addresses=None) for net in om.host_share(overlay_map, host)]
+        assert share == [dict(net, bridge_addresses=None) for net in compute_mesh(hosts, [BLUE, RED], host)], host
 
 
 def test_the_repository_inventories_are_sound():
@@ -273,3 +275,76 @@ def test_an_endpoint_with_a_bad_field_is_still_checked_against_the_others():
                  "host h3: vxlan_endpoints[0].address='10.0.0.4/24': is outside", "host h2: vxlan_endpoints[0].host_if='xxxxxxxxxxxxxxxx'",
                  "host h2: vxlan_endpoints[0].address='100.0.0.2/24': network blue: VM address 100.0.0.2 is also h1's"):
         assert any(text in problem for problem in problems), text
+
+
+# --- EVPN: the bridges' own addresses (SVIs) -------------------------------------------------------
+
+def svi_of(hosts: dict) -> dict:
+    overlay_map, problems = om.build(hosts)
+    assert problems == [], problems  # SVI problems are kept per host, reported in evpn mode only
+    return {host: (entry["svi"], entry["svi_problems"]) for host, entry in overlay_map["hosts"].items()}
+
+
+def test_svi_addresses_are_generated_from_the_top_of_the_subnet_in_host_order():
+    hosts = source_hosts()
+    assert svi_of(hosts) == {"h1": ({"blue": ["100.0.0.254/24"]}, []), "h2": ({"blue": ["100.0.0.253/24"]}, []),
+                             "h3": ({"blue": ["100.0.0.252/24"]}, [])}
+    overlay_map, _ = om.build(hosts)
+    assert [net["bridge_addresses"] for net in om.host_share(overlay_map, "h3")] == [["100.0.0.252/24"]]
+    # Only for the networks a host carries (its bridges): a host without VMs has none.
+    hosts["h4"] = {"vxlan_underlay_ip": "192.168.1.5", "vxlan_networks": [dict(BLUE)], "vxlan_endpoints": []}
+    assert svi_of(hosts)["h4"] == ({}, [])
+
+
+def test_svi_addresses_given_per_host_ipv6_and_switched_off():
+    hosts = source_hosts()
+    hosts["h1"]["evpn_svi_addresses"] = {"blue": ["100.0.0.200/24", "2001:db8:100::fe/64"]}
+    hosts["h2"]["evpn_svi_addresses"] = {"blue": "100.0.0.201/24"}
+    hosts["h3"]["evpn_svi"] = "false"  # as -e gives it
+    assert svi_of(hosts) == {"h1": ({"blue": ["100.0.0.200/24", "2001:db8:100::fe/64"]}, []), "h2": ({"blue": ["100.0.0.201/24"]}, []),
+                             "h3": ({}, [])}
+
+
+def test_ipv6_subnet_gets_ipv6_svi():
+    hosts = source_hosts()
+    for n, host in enumerate(sorted(hosts), start=2):
+        hosts[host]["vxlan_endpoints"] = [vm(1, address="2001:db8:100::%d/64" % n)]
+    assert svi_of(hosts)["h2"] == ({"blue": ["2001:db8:100:0:ffff:ffff:ffff:fffd/64"]}, [])
+
+
+@pytest.mark.parametrize(("host", "variables", "problem"), [
+    ("h2", {"evpn_svi_addresses": {"blue": "10.0.0.9/24"}},
+     "host h2: evpn_svi_addresses.blue='10.0.0.9/24': is not in 100.0.0.0/24, the subnet of network blue's VMs"),
+    ("h1", {"evpn_svi_addresses": {"blue": ["100.0.0.3/24"]}},
+     "host h1: evpn_svi_addresses.blue='100.0.0.3/24': is the address of VM 100.0.0.3 (h2's vxlan_endpoints[0])"),
+    ("h2", {"evpn_svi_addresses": {"blue": "100.0.0.254/24"}},
+     "host h2: evpn_svi_addresses.blue='100.0.0.254/24': is already the bridge address of host h1 in network blue"),
+    ("h1", {"evpn_svi_addresses": {"blue": "100.0.0.300/24"}}, "host h1: evpn_svi_addresses.blue='100.0.0.300/24'"),
+    ("h1", {"evpn_svi_addresses": {"blue": "100.0.0.255/24"}},
+     "host h1: evpn_svi_addresses.blue='100.0.0.255/24': is the network or broadcast address of 100.0.0.0/24"),
+    ("h1", {"evpn_svi_addresses": {"blue": []}}, "host h1: evpn_svi_addresses.blue=[]: must be an address with its prefix"),
+    ("h1", {"evpn_svi_addresses": {"green": "100.0.0.9/24"}},
+     "host h1: evpn_svi_addresses.green='100.0.0.9/24': no such network in vxlan_networks (it has blue)"),
+    ("h1", {"evpn_svi_addresses": "100.0.0.9/24"}, "host h1: evpn_svi_addresses='100.0.0.9/24': must map network names"),
+    ("h1", {"evpn_svi": "maybe"}, "host h1: evpn_svi='maybe': must be a boolean"),
+    ("h3", {"evpn_svi_addresses": {"blue": "fe80::1/64"}}, "host h3: evpn_svi_addresses.blue='fe80::1/64': is an IPv6 link-local address"),
+])
+def test_bad_svi_values_are_problems_of_the_host(host, variables, problem):
+    hosts = source_hosts()
+    hosts[host].update(variables)
+    found = svi_of(hosts)[host][1]
+    assert any(p.startswith(problem) for p in found), found
+
+
+def test_generated_svi_that_is_a_vm_address_is_a_problem_and_a_full_subnet_too():
+    hosts = source_hosts()
+    hosts["h3"]["vxlan_endpoints"] = [vm(3, address="100.0.0.254/24")]
+    assert svi_of(hosts)["h1"][1] == ["host h1: evpn_svi_addresses.blue (generated)='100.0.0.254/24': is the address of VM 100.0.0.254 "
+                                      "(h3's vxlan_endpoints[0]); give this host's bridge another address"]
+    small = source_hosts()
+    for n, host in enumerate(sorted(small)):
+        small[host]["vxlan_endpoints"] = [vm(1, address="100.0.0.%d/30" % (1 + n % 2))] if n < 2 else []
+    small["h2"]["vxlan_endpoints"] = [vm(1, address="100.0.0.2/30")]
+    # /30: two usable addresses, both VMs'; h2 (the second host) would take .1 = h1's VM.
+    problems = svi_of(small)["h2"][1]
+    assert problems and "is the address of VM 100.0.0.1" in problems[0], problems

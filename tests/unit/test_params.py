@@ -16,6 +16,11 @@ def mesh_of(host="h1"):
     return compute_mesh(source_hosts(), NETWORKS, host)
 
 
+def devices(neigh: list) -> list:
+    """The ip_neigh tasks of the vxlan devices (the bridges' own tables left out)."""
+    return [t for t in neigh if t["dev"] != "br1"]
+
+
 def assert_valid(params: dict) -> None:
     for module, items in params.items():
         spec = {k: v for k, v in SPECS[module].SPEC.items() if k != "supports_check_mode"}
@@ -25,10 +30,20 @@ def assert_valid(params: dict) -> None:
 
 def test_endpoint_params_are_the_source_section_2():
     params = endpoint_params(mesh_of(), "1450")
-    assert params["linux_bridge"] == [{"name": "br1", "mtu": 1450}]
+    assert params["linux_bridge"] == [{"name": "br1", "mtu": 1450, "addresses": []}]
     assert params["netns_veth"] == [{"namespace": "ns1", "name": "tap1", "peer": "tap2", "master": "br1",
                                      "addresses": ["100.0.0.2/24"], "mac": "02:00:64:00:00:02", "mtu": 1450}]
     assert_valid(params)
+
+
+def test_endpoint_params_give_the_bridge_its_svi_only_when_asked():
+    mesh = [dict(net, bridge_addresses=["100.0.0.254/24"]) for net in mesh_of()]
+    assert endpoint_params(mesh, 1450, True)["linux_bridge"] == [{"name": "br1", "mtu": 1450, "addresses": ["100.0.0.254/24"]}]
+    # Other modes (or evpn_svi false): exactly none, so a switch away from evpn removes them.
+    assert endpoint_params(mesh, 1450)["linux_bridge"] == [{"name": "br1", "mtu": 1450, "addresses": []}]
+    # The mesh filter's share has no bridge_addresses: none either.
+    assert endpoint_params(mesh_of(), 1450, True)["linux_bridge"][0]["addresses"] == []
+    assert_valid(endpoint_params(mesh, 1450, True))
 
 
 @pytest.mark.parametrize(
@@ -50,11 +65,11 @@ def test_each_mode_asks_what_the_source_does(mode, flags, fdb, neigh):
             "port_learning": mode != "evpn", "neigh_suppress": mode == "evpn"}
     assert params["vxlan_link"] == [dict(base, **flags)]
     if fdb is None:  # dove: the agent owns the tables
-        assert params["bridge_fdb"] == [] and params["ip_neigh"] == []
+        assert params["bridge_fdb"] == [] and devices(params["ip_neigh"]) == []
     else:
         # Compact rows (one string, an entry per line) since the fleet-scale change.
         assert params["bridge_fdb"] == [{"dev": "vxlan0", "state": "exact", "rows": "".join("%s %s\n" % (e["mac"], e["dst"]) for e in fdb)}]
-        assert params["ip_neigh"] == [{"dev": "vxlan0", "state": "exact", "rows": "".join("%s %s\n" % (e["ip"], e["lladdr"]) for e in neigh)}]
+        assert devices(params["ip_neigh"]) == [{"dev": "vxlan0", "state": "exact", "rows": "".join("%s %s\n" % (e["ip"], e["lladdr"]) for e in neigh)}]
     assert_valid(params)
 
 
@@ -77,8 +92,21 @@ def test_bad_mode_and_missing_group_are_named():
 def test_evpn_leaves_the_tables_to_a_running_frr():
     """Zebra's flood-list entries look like ours: once FRR runs, no exact table may touch them."""
     before = overlay_params(mesh_of(), "evpn", "eth0", 1450)
-    assert [t["rows"] for t in before["bridge_fdb"] + before["ip_neigh"]] == ["", ""]
+    assert [t["rows"] for t in before["bridge_fdb"] + devices(before["ip_neigh"])] == ["", ""]
     running = overlay_params(mesh_of(), "evpn", "eth0", 1450, None, True)
-    assert running["bridge_fdb"] == [] and running["ip_neigh"] == []
+    assert running["bridge_fdb"] == [] and devices(running["ip_neigh"]) == []
     assert running["vxlan_link"] == before["vxlan_link"]
     assert_valid(running)
+
+
+def test_bridge_neighbours_are_the_local_vms_in_evpn_with_an_svi_and_none_otherwise():
+    mesh = [dict(net, bridge_addresses=["100.0.0.254/24"]) for net in mesh_of()]
+    evpn = overlay_params(mesh, "evpn", "eth0", 1450, None, True, True)
+    # FRR runs: no table task for vxlan0, the bridge's own permanent entry per local VM (last,
+    # after the devices: enslaving one can change the bridge's MAC, which flushes its table).
+    assert evpn["ip_neigh"] == [{"dev": "br1", "state": "exact", "rows": "100.0.0.2 02:00:64:00:00:02\n"}]
+    assert_valid(evpn)
+    # Other modes, evpn_svi false, or no bridge address: an empty exact table (nothing left behind).
+    for params in (overlay_params(mesh, "static", "eth0", 1450), overlay_params(mesh, "evpn", "eth0", 1450, None, True),
+                   overlay_params(mesh_of(), "evpn", "eth0", 1450, None, True, True)):
+        assert params["ip_neigh"][-1] == {"dev": "br1", "state": "exact", "rows": ""}
