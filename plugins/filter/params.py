@@ -41,17 +41,28 @@ def neigh_rows(entries: list) -> str:
     return "".join("%s %s\n" % (e["ip"], e["lladdr"]) for e in entries)
 
 
-def endpoint_params(mesh: list, mtu, bridge_addresses=False) -> dict:
+def endpoint_params(mesh: list, mtu, bridge_addresses=False, leave_addresses=False) -> dict:
     """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM.
 
     The bridges' addresses are always given, so the collection owns them: with
     `bridge_addresses` (vxlan_mode=evpn with evpn_svi) each network's `bridge_addresses` from the
     endpoint map (its SVI), otherwise none (a switch away from evpn removes them). The bridges'
-    neighbour entries are overlay_params' (`bridge_neighbours`)."""
+    neighbour entries are overlay_params' (`bridge_neighbours`).
+
+    `leave_addresses` (vxlan_mode=evpn without evpn_svi): the addresses are not given here but
+    removed by overlay_params' linux_bridge items, after the bridges' neighbour entries: zebra
+    withdraws a local MAC+IP route when its entry goes only while the bridge has an address
+    (measured with FRR 8.4), so the address must go last."""
     mtu = int(mtu)
     svi = {net["bridge"]: list(net.get("bridge_addresses") or []) if bridge_addresses else [] for net in mesh}
+    bridges = []
+    for net in mesh:
+        bridge = {"name": net["bridge"], "mtu": mtu}
+        if bridge_addresses or not leave_addresses:
+            bridge["addresses"] = svi[net["bridge"]]
+        bridges.append(bridge)
     return {
-        "linux_bridge": [{"name": net["bridge"], "mtu": mtu, "addresses": svi[net["bridge"]]} for net in mesh],
+        "linux_bridge": bridges,
         "netns_veth": [
             {
                 "namespace": vm["namespace"],
@@ -119,7 +130,10 @@ def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn
     for net in mesh:
         own = [{"ip": vm["ip"], "lladdr": vm["mac"]} for vm in net["endpoints"]] if bridge_neighbours and net.get("bridge_addresses") else []
         neigh.append({"dev": net["bridge"], "state": "exact", "rows": neigh_rows(own)})
-    return {"vxlan_link": links, "bridge_fdb": fdb, "ip_neigh": neigh}
+    # evpn without evpn_svi: the bridges' addresses go after their neighbour entries (the
+    # endpoint role leaves them: endpoint_params' leave_addresses), a separate apply step.
+    bridges = [{"name": net["bridge"], "addresses": []} for net in mesh] if mode == "evpn" and not bridge_neighbours else []
+    return {"vxlan_link": links, "bridge_fdb": fdb, "ip_neigh": neigh, "linux_bridge": bridges}
 
 
 class FilterModule:

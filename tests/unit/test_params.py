@@ -46,6 +46,22 @@ def test_endpoint_params_give_the_bridge_its_svi_only_when_asked():
     assert_valid(endpoint_params(mesh, 1450, True))
 
 
+def test_evpn_without_svi_removes_the_bridge_address_after_its_neighbour_entries():
+    """zebra withdraws a local MAC+IP route only while the bridge still has its address: in evpn
+    mode without evpn_svi the endpoint step leaves the address alone and the vxlan step removes
+    it after the bridge's neighbour entries; with evpn_svi, and in every other mode, no such step."""
+    mesh = [dict(net, bridge_addresses=["100.0.0.254/24"]) for net in mesh_of()]
+    assert endpoint_params(mesh, 1450, False, True)["linux_bridge"] == [{"name": "br1", "mtu": 1450}]
+    assert endpoint_params(mesh, 1450, True, True)["linux_bridge"][0]["addresses"] == ["100.0.0.254/24"]
+    no_svi = overlay_params(mesh, "evpn", "eth0", 1450, None, True, False)
+    assert no_svi["linux_bridge"] == [{"name": "br1", "addresses": []}]
+    assert [n["rows"] for n in no_svi["ip_neigh"] if n["dev"] == "br1"] == [""]
+    assert_valid({"linux_bridge": no_svi["linux_bridge"]})
+    assert overlay_params(mesh, "evpn", "eth0", 1450, None, True, True)["linux_bridge"] == []
+    for mode in ("static", "flood", "multicast", "dove"):
+        assert overlay_params(mesh, mode, "eth0", 1450)["linux_bridge"] == []
+
+
 @pytest.mark.parametrize(
     ("mode", "flags", "fdb", "neigh"),
     [
