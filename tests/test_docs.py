@@ -151,3 +151,20 @@ def test_ruff_clean():
     assert ruff, "ruff is not installed"
     proc = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+FILTERS = sorted(p.stem for p in (ROOT / "plugins" / "filter").glob("*.yml"))
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_filter_docs_render_with_their_positional_options(name):
+    """Each filter's YAML documentation loads and ansible-doc renders it; the positional
+    arguments it names are documented options (a stray ': ' in a description once broke one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    proc = subprocess.run([str(BIN / "ansible-doc"), "-t", "filter", "-j", "overlay.vxlan.%s" % name], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "[WARNING]" not in proc.stderr, proc.stderr
+    doc = json.loads(proc.stdout)["overlay.vxlan.%s" % name]["doc"]
+    assert doc["name"] == name and doc["short_description"]
+    positional = [p.strip() for p in str(doc.get("positional") or "").split(",") if p.strip()]
+    assert set(positional) <= set(doc.get("options") or {}), (positional, sorted(doc.get("options") or {}))
