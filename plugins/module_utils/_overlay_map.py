@@ -475,8 +475,8 @@ def svi_addresses(hostnames: list[str], hosts: dict, networks: dict, endpoints: 
                     p.add([host], item, raw, "is an IPv6 link-local address; the kernel assigns those itself")
                 elif subnet is not None and subnet.version == iface.version and iface.network != subnet:
                     p.add([host], item, raw, "is not in %s, the subnet of network %s's VMs" % (subnet, network))
-                elif iface.version == 4 and iface.network.prefixlen < 31 and iface.ip in (iface.network.network_address,
-                                                                                         iface.network.broadcast_address):
+                elif iface.version == 4 and iface.network.prefixlen < 31 and iface.ip in (
+                        iface.network.network_address, iface.network.broadcast_address):
                     p.add([host], item, raw, "is the network or broadcast address of %s" % iface.network)
                 else:
                     cidrs.append(cidr)
