@@ -20,7 +20,7 @@ ROOT = HERE.parents[1]
 # one per item, checked below.
 VXLAN_TASK = ("VXLAN devices (multicast - group, learning; flood - learning; static - nolearning proxy; "
               "dove - also l2miss l3miss; evpn - nolearning) and tables")
-ENDPOINT_TASK = "Bridges (brctl addbr br1; ip link set br1 up), VM namespaces with their veth pairs and addresses"
+ENDPOINT_TASK = "Bridges (brctl addbr br1; ip link set br1 up; evpn - its address), VM namespaces with their veth pairs and addresses"
 # (host, task) pairs the converge must report as changed, and nothing else.
 EXPECTED = {
     ("h1", VXLAN_TASK),
