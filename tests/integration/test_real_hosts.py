@@ -112,7 +112,9 @@ def test_a_rebooted_host_has_its_overlay_back_before_any_converge(machines):
     machines.ansible("h2", "ansible.builtin.reboot")
     assert machines.ssh("h2", "cat /proc/sys/kernel/random/boot_id").stdout != old_boot
     journal = machines.ssh("h2", "journalctl -b -u overlay-vxlan --no-pager -o cat").stdout
-    assert "6 item(s), 6 restored, 0 already as wanted, 0 failed" in journal, journal
+    # bridge, VM pair, vxlan0, its fdb and neighbour tables, the allow-list; br1's own neighbour
+    # table (exact, empty outside evpn) is as wanted on a fresh bridge.
+    assert "7 item(s), 6 restored, 1 already as wanted, 0 failed" in journal, journal
     # The VTEP allow-list is part of the record: filtering is back before any converge too.
     assert "overlay_vxlan" in machines.ssh("h2", "nft list tables").stdout
     assert_vms_reach_each_other(machines)  # no Ansible has run on h2 since it booted
@@ -215,7 +217,8 @@ def test_evpn_runs_frr_under_systemd_and_a_second_run_changes_nothing(machines):
                                              "modified": [], "ours": []}, host
     first = machines.playbook(EVPN)
     # The verify role's summary, once per VTEP: routes in bgpd's table, zebra's entries on vxlan0.
-    assert first.stdout.count("EVPN: 3 type-2 and 3 type-3 routes, 2 extern_learn entries") == len(OVERLAY), \
+    assert first.stdout.count("EVPN: 6 type-2 (3 with an IP) and 3 type-3 routes, 2 extern_learn entries, "
+                              "2 remote MAC+IP on the bridges") == len(OVERLAY), \
         first.stdout[-3000:]
     for host in (*OVERLAY, REFLECTOR[0]):
         state = frr_state(machines, host)
@@ -245,7 +248,8 @@ def test_a_rebooted_evpn_host_has_frr_and_its_overlay_back_before_any_converge(m
     # frr.service (enabled) starts at boot before the network; the restore makes br1, ns1 and
     # vxlan0 (no table: zebra's), and zebra picks vxlan0 up when it appears.
     journal = machines.ssh("h3", "journalctl -b -u overlay-vxlan --no-pager -o cat").stdout
-    assert "4 item(s), 4 restored, 0 already as wanted, 0 failed" in journal, journal
+    # bridge (with its address), VM pair, vxlan0, br1's permanent entry for the local VM, the allow-list.
+    assert "5 item(s), 5 restored, 0 already as wanted, 0 failed" in journal, journal
     state = frr_state(machines, "h3")
     assert (state["active"], state["enabled"]) == ("active", "enabled") and {"zebra", "bgpd"} <= set(state["daemons"])
     tables = wait_for_evpn_tables(machines)
