@@ -108,11 +108,16 @@ def test_static_converges_over_ssh_and_a_second_run_changes_nothing(machines):
     assert nothing_changed(second), second.stdout[-3000:]
 
 
+def reboot_and_read_the_restore(machines, host: str) -> str:
+    """Reboot a machine (its boot id changes) and return what the boot restore logged."""
+    old_boot = machines.ssh(host, "cat /proc/sys/kernel/random/boot_id").stdout
+    machines.ansible(host, "ansible.builtin.reboot")
+    assert machines.ssh(host, "cat /proc/sys/kernel/random/boot_id").stdout != old_boot
+    return machines.ssh(host, "journalctl -b -u overlay-vxlan --no-pager -o cat").stdout
+
+
 def test_a_rebooted_host_has_its_overlay_back_before_any_converge(machines):
-    old_boot = machines.ssh("h2", "cat /proc/sys/kernel/random/boot_id").stdout
-    machines.ansible("h2", "ansible.builtin.reboot")
-    assert machines.ssh("h2", "cat /proc/sys/kernel/random/boot_id").stdout != old_boot
-    journal = machines.ssh("h2", "journalctl -b -u overlay-vxlan --no-pager -o cat").stdout
+    journal = reboot_and_read_the_restore(machines, "h2")
     # bridge, VM pair, vxlan0, its fdb and neighbour tables, the allow-list; br1's own neighbour
     # table (exact, empty outside evpn) is as wanted on a fresh bridge.
     assert "7 item(s), 6 restored, 1 already as wanted, 0 failed" in journal, journal
@@ -244,12 +249,9 @@ def test_evpn_runs_frr_under_systemd_and_a_second_run_changes_nothing(machines):
 
 
 def test_a_rebooted_evpn_host_has_frr_and_its_overlay_back_before_any_converge(machines):
-    old_boot = machines.ssh("h3", "cat /proc/sys/kernel/random/boot_id").stdout
-    machines.ansible("h3", "ansible.builtin.reboot")
-    assert machines.ssh("h3", "cat /proc/sys/kernel/random/boot_id").stdout != old_boot
     # frr.service (enabled) starts at boot before the network; the restore makes br1, ns1 and
     # vxlan0 (no table: zebra's), and zebra picks vxlan0 up when it appears.
-    journal = machines.ssh("h3", "journalctl -b -u overlay-vxlan --no-pager -o cat").stdout
+    journal = reboot_and_read_the_restore(machines, "h3")
     # bridge (with its address), VM pair, vxlan0, br1's permanent entry for the local VM, the allow-list.
     assert "5 item(s), 5 restored, 0 already as wanted, 0 failed" in journal, journal
     state = frr_state(machines, "h3")
