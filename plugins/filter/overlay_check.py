@@ -9,6 +9,7 @@ Docs: vxlan_overlay_check.yml and vxlan_underlay_check.yml next to this file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 
@@ -108,23 +109,56 @@ def read_hosts(hostvars, overlay_hosts, from_file: dict | None = None) -> dict:
     return hosts
 
 
+def _fingerprint(value) -> str:
+    """A short digest of a variable's plain value (the same value gives the same digest)."""
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=repr).encode("utf-8")).hexdigest()[:16]  # noqa: S324 - not security
+
+
 def vxlan_overlay_check(hostvars, overlay_hosts, endpoint_map_file=None) -> dict:
     from_file, file_problems = read_map_file(endpoint_map_file, overlay_hosts) if endpoint_map_file else ({}, [])
-    built, problems = overlay_map.build(read_hosts(hostvars, overlay_hosts, from_file))
+    read = read_hosts(hostvars, overlay_hosts, from_file)
+    built, problems = overlay_map.build(read)
+    # What each host's variables were when the map was built (a digest per variable read from
+    # hostvars), so a role taking its share later in the run can tell that the host's own
+    # variables changed since (a set_fact between plays) instead of configuring the old values.
+    built["read"] = {host: {var: _fingerprint(read[host].get(var)) for var in overlay_map.VARIABLES if var not in from_file.get(host, {})}
+                     for host in built.get("hosts", {})}
     problems = file_problems + problems
     return {"map": built, "problems": problems, "message": overlay_map.report(problems) if problems else ""}
 
 
-def vxlan_host_share(built, host, remote=True) -> list:
+def _changed_since_built(built, host: str, current) -> list[str]:
+    """The host's variables whose value differs from the one the map was built from, each as
+    `name=value` (the value shortened)."""
+    recorded = built.get("read", {}).get(host, {})
+    now = read_hosts({host: current}, [host])[host]
+    changed = []
+    for var in sorted(recorded):
+        if _fingerprint(now.get(var)) != recorded[var]:
+            shown = json.dumps(now.get(var), sort_keys=True, default=repr)
+            changed.append("%s=%s" % (var, shown if len(shown) <= 400 else shown[:397] + "..."))
+    return changed
+
+
+def vxlan_host_share(built, host, remote=True, current=None) -> list:
     """One host's share of the map (what vxlan_mesh returns for it), in O(the host's networks'
     endpoints): the roles take it instead of a pass over every host's hostvars per host.
     remote=False: only the host's own endpoints (the endpoint role needs nothing else, and a
-    fleet's remote entries are what costs Ansible to carry from task to task)."""
+    fleet's remote entries are what costs Ansible to carry from task to task).
+    current: the host's variables now (hostvars[inventory_hostname]); if any the map was built
+    from has changed since, fail naming them rather than hand out a share of the old values."""
     host = str(host)
     hosts = built.get("hosts", {}) if isinstance(built, Mapping) else {}
     if host not in hosts:
         raise AnsibleFilterError("host %s is not one of the overlay hosts of the endpoint map (is it in the overlay group, "
                                  "with a vxlan_underlay_ip?)" % host)
+    changed = _changed_since_built(built, host, current) if current is not None else []
+    if changed:
+        raise AnsibleFilterError(
+            "host %s: %s changed after this run's endpoint map was built (playbooks/validate.yml, or the first role of the "
+            "run), which holds the value before; build the map again after changing a variable mid-run: "
+            "ansible.builtin.include_role name=overlay.vxlan.endpoint tasks_from=map.yml on the overlay hosts"
+            % (host, "; ".join(changed)))
     share = overlay_map.host_share(_plain(built), host)
     if not remote:
         for net in share:

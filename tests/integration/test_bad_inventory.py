@@ -167,11 +167,8 @@ def override_inventory(path, host_vars: dict) -> list[str]:
     return ["-i", str(path)]
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_inventory_fails_before_any_host_changes(converged, tmp_path, case):
-    lab, before = converged
-    extra, host_vars, texts = CASES[case]
-    proc = lab.playbook(SITE, *override_inventory(tmp_path / "override.yml", host_vars), *extra, check=False)
+def assert_refused_before_any_change(lab: Lab, before: dict, proc, texts: list[str], hosts_read: bool) -> None:
+    """The run failed in the validate play naming `texts`, ran no later play, changed nothing."""
     output = flat(proc.stdout + proc.stderr)
     assert proc.returncode != 0, proc.stdout[-3000:]
     for text in texts:
@@ -183,9 +180,49 @@ def test_bad_inventory_fails_before_any_host_changes(converged, tmp_path, case):
     stats = recap(proc.stdout)
     assert stats and all(s["changed"] == 0 for s in stats.values()), proc.stdout[-2000:]
     # An inventory problem is found on the controller: no host is even contacted.
-    host_read = "TASK [Read each host's interfaces]" in proc.stdout
-    assert host_read == (case in HOST_CASES), proc.stdout[-3000:]
+    assert ("TASK [Read each host's interfaces]" in proc.stdout) == hosts_read, proc.stdout[-3000:]
     assert lab_state(lab) == before
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_inventory_fails_before_any_host_changes(converged, tmp_path, case):
+    lab, before = converged
+    extra, host_vars, texts = CASES[case]
+    proc = lab.playbook(SITE, *override_inventory(tmp_path / "override.yml", host_vars), *extra, check=False)
+    assert_refused_before_any_change(lab, before, proc, texts, hosts_read=case in HOST_CASES)
+
+
+def test_multicast_playbook_without_a_group_fails_before_any_host_changes(converged):
+    """playbooks/multicast.yml gives vxlan_mode as a play variable, which hostvars (what the
+    controller's check reads) do not hold: the mode's own need is checked with the play's mode."""
+    lab, before = converged
+    groupless = {key: value for key, value in BLUE.items() if key != "group"}
+    proc = lab.playbook(ROOT / "playbooks" / "multicast.yml", "-e", json.dumps({"vxlan_networks": [groupless]}), check=False)
+    assert_refused_before_any_change(lab, before, proc, ["host %s: vxlan_mode='multicast': network blue has no group; multicast mode "
+                                                         "needs one (or use vxlan_mode=flood)" % h for h in SOURCE_HOSTS],
+                                     hosts_read=False)
+
+
+def test_a_variable_changed_after_the_map_was_built_fails_the_role_naming_it(converged, tmp_path):
+    """The endpoint map is built once per run: a host whose vxlan_endpoints change later in the
+    run (a set_fact between plays) is refused by the next role, not configured from the old map."""
+    lab, before = converged
+    playbook = tmp_path / "midrun.yml"
+    playbook.write_text(yaml.safe_dump([
+        {"name": "Validate", "ansible.builtin.import_playbook": str(VALIDATE)},
+        {"name": "A VM added mid-run", "hosts": "h3", "gather_facts": False,
+         "tasks": [{"name": "Second VM on h3", "ansible.builtin.set_fact": {
+             "vxlan_endpoints": [vm(3), vm(3, namespace="ns2", host_if="tap3", vm_if="tap4", address="100.0.0.5/24")]}}]},
+        {"name": "The endpoint role", "hosts": "overlay", "gather_facts": False, "roles": [{"role": "overlay.vxlan.endpoint"}]},
+    ]))
+    proc = lab.playbook(playbook, check=False)
+    output = flat(proc.stdout + proc.stderr)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert flat('host h3: vxlan_endpoints=[{"address": "100.0.0.4/24"') in output and '"address": "100.0.0.5/24"' in output, proc.stdout[-3000:]
+    assert flat("changed after this run's endpoint map was built") in output, proc.stdout[-3000:]
+    stats = recap(proc.stdout)
+    assert stats["h3"]["failed"] == 1 and all(s["changed"] == 0 for s in stats.values()), proc.stdout[-2000:]
+    assert lab_state(lab) == before  # no ns2 on h3, nothing else touched
 
 
 def test_a_sound_inventory_passes_and_validation_changes_nothing(converged):

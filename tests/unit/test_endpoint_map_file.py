@@ -32,11 +32,17 @@ def test_the_file_gives_the_same_map_as_host_variables(tmp_path, suffix):
     path = tmp_path / ("endpoints" + suffix)
     path.write_text(json.dumps(data) if suffix == ".json" else yaml.safe_dump(data))
     from_file = vxlan_overlay_check(hostvars(with_endpoints=False), sorted(hostvars()), str(path))
-    assert from_file["problems"] == [] and from_file["map"] == listed["map"]
+    # The same networks, endpoints and hosts; only the record of which host variables were read
+    # differs (the file's vxlan_endpoints are not host variables).
+    assert from_file["problems"] == [] and without_read(from_file["map"]) == without_read(listed["map"])
     # The file wins over a host's own vxlan_endpoints (read instead of them, not merged).
     stale = hostvars()
     stale["h1"]["vxlan_endpoints"] = []
-    assert vxlan_overlay_check(stale, sorted(stale), str(path))["map"] == listed["map"]
+    assert without_read(vxlan_overlay_check(stale, sorted(stale), str(path))["map"]) == without_read(listed["map"])
+
+
+def without_read(built: dict) -> dict:
+    return {key: value for key, value in built.items() if key != "read"}
 
 
 def test_the_share_equals_the_mesh_filter_and_local_only_keeps_the_host_endpoints():
@@ -69,3 +75,28 @@ def test_mistakes_in_the_file_are_problems_naming_host_and_file(tmp_path):
     assert len(missing) == 1 and "nope.json" in missing[0] and "cannot be read" in missing[0]
     path.write_text("[1, 2]")
     assert "must map host names" in vxlan_overlay_check(hostvars(), sorted(hostvars()), str(path))["problems"][0]
+
+
+def test_a_share_of_a_map_older_than_the_host_variables_fails_naming_host_and_variable():
+    hosts = hostvars()
+    built = vxlan_overlay_check(hosts, sorted(hosts))["map"]
+    # Unchanged variables: the share is handed out as before.
+    assert vxlan_host_share(built, "h2", current=hosts["h2"]) == vxlan_host_share(built, "h2")
+    # A VM added by a set_fact after the map was built, a new underlay address, a mode given mid-run.
+    later = dict(hosts["h3"], vxlan_endpoints=endpoints(3) + [dict(endpoints(3)[0], namespace="ns9", address="100.0.9.4/16")])
+    with pytest.raises(Exception, match=r"host h3: vxlan_endpoints=\[.*100.0.9.4/16.*\] changed after this run's endpoint map was built"):
+        vxlan_host_share(built, "h3", current=later)
+    with pytest.raises(Exception, match=r'host h1: vxlan_mode="flood"; vxlan_underlay_ip="192.168.1.9" changed'):
+        vxlan_host_share(built, "h1", current=dict(hosts["h1"], vxlan_underlay_ip="192.168.1.9", vxlan_mode="flood"))
+    # Another host's change is that host's to report: h1's share is still handed out.
+    assert vxlan_host_share(built, "h1", current=hosts["h1"])
+
+
+def test_variables_read_from_the_endpoint_map_file_are_not_compared_with_the_host_variables(tmp_path):
+    path = tmp_path / "endpoints.json"
+    path.write_text(json.dumps({"h%d" % n: {"vxlan_endpoints": endpoints(n)} for n in range(1, 5)}))
+    hosts = hostvars(with_endpoints=False)
+    built = vxlan_overlay_check(hosts, sorted(hosts), str(path))["map"]
+    # The host has no vxlan_endpoints of its own (the file has them): not a change.
+    assert vxlan_host_share(built, "h1", current=hosts["h1"])
+    assert "vxlan_endpoints" not in built["read"]["h1"] and "vxlan_underlay_ip" in built["read"]["h1"]
