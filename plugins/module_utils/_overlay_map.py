@@ -21,6 +21,7 @@ This file is controller-side only (the filter plugin imports it; no module does)
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from collections import Counter, defaultdict
 
@@ -130,6 +131,21 @@ def _optional(p: Problems, hosts, net: dict, key: str, field: str, func):
     return p.check(hosts, func, field, net[key])
 
 
+NETWORK_KEYS = ("name", "vni", "bridge", "vxlan_dev", "dstport", "group")
+ENDPOINT_KEYS = ("network", "namespace", "host_if", "vm_if", "address", "mac")
+
+
+def _unknown_keys(p: Problems, hosts, field: str, item: dict, known: tuple, what: str) -> None:
+    """Keys the roles would silently ignore: a misspelt `adress` or `goup` is a problem, with
+    the key it probably meant."""
+    for key in sorted(item, key=str):
+        if str(key) not in known:
+            # A misspelling (a letter or two off), not a different word that shares a part.
+            close = [k for k in difflib.get_close_matches(str(key), known, n=1, cutoff=0.8) if abs(len(k) - len(str(key))) <= 2]
+            p.add(hosts, "%s.%s" % (field, key), item[key], "is not a key of %s (%s)%s"
+                  % (what, ", ".join(known), "; did you mean %s?" % close[0] if close else ""))
+
+
 def _networks(p: Problems, hosts: list[str], value) -> tuple[list[dict], set | None]:
     """One variant of vxlan_networks: the valid networks, normalised, and every name declared
     (None if the variable is not even a list), so endpoints of a network already reported as
@@ -152,6 +168,7 @@ def _networks(p: Problems, hosts: list[str], value) -> tuple[list[dict], set | N
             continue
         field += " (%s)" % name
         declared.add(name)
+        _unknown_keys(p, hosts, field, net, NETWORK_KEYS, "a network")
         entry = {
             "name": name,
             "vni": p.check(hosts, v.vni, field + ".vni", net.get("vni")),
@@ -212,6 +229,7 @@ def _endpoints(p: Problems, host: str, value, networks: dict, declared: set | No
             p.add([host], field, endpoint, "the same endpoint as %s; list each VM once" % listed[key])
             continue
         listed[key] = field
+        _unknown_keys(p, [host], field, endpoint, ENDPOINT_KEYS, "an endpoint")
         view = {name: p.check([host], func, "%s.%s" % (field, name), endpoint.get(name)) for name, func in _ENDPOINT_FIELDS}
         if view["network"] is not None and view["network"] not in networks:
             if declared is not None and view["network"] not in declared:
@@ -284,6 +302,15 @@ def _subnets(p: Problems, network: str, endpoints: list[dict]) -> None:
             p.add([e["host"]], e["field"] + ".address", e["address"], "is the network or broadcast address of %s" % subnet)
 
 
+def _hosts_by(per_host: dict) -> dict:
+    """value -> the hosts holding it (hosts whose value is invalid, None, left out)."""
+    result = defaultdict(list)
+    for host, value in sorted(per_host.items()):
+        if value is not None:
+            result[value].append(host)
+    return result
+
+
 def _ip_key(ip: str):
     return v.ip_version(ip), ipaddress.ip_address(ip)  # mixed families (already a problem) still sort
 
@@ -318,10 +345,7 @@ def build(hosts: dict[str, dict]) -> tuple[dict, list[str]]:
         ip = p.check([host], v.unicast_ip, "vxlan_underlay_ip", hosts[host].get("vxlan_underlay_ip"))
         if ip is not None:
             underlay[host], family[host] = ip, v.ip_version(ip)
-    users = defaultdict(list)
-    for host, ip in underlay.items():
-        users[ip].append(host)
-    for ip, same in users.items():
+    for ip, same in _hosts_by(underlay).items():
         if len(same) > 1:
             p.add(same, "vxlan_underlay_ip", ip, "the same VTEP address on %d hosts; peers would send one host's traffic to another"
                   % len(same))
@@ -341,6 +365,11 @@ def build(hosts: dict[str, dict]) -> tuple[dict, list[str]]:
     for net in networks:
         devices[net["bridge"]] = "the bridge of network %s" % net["name"]
         devices[net["vxlan_dev"]] = "the VXLAN device of network %s" % net["name"]
+    # The roles create each network's bridge and VXLAN device: neither may be the underlay device.
+    for name, members in sorted(_hosts_by(dev).items()):
+        if name in devices:
+            p.add(members, "vxlan_underlay_dev", name, "is also the name of %s; the overlay would take over the underlay device"
+                  % devices[name])
     endpoints = []
     for host in hostnames:
         reserved = dict(devices)

@@ -137,6 +137,10 @@ CASES = {
     "same endpoint twice": ([], {"h1": {"vxlan_endpoints": [vm(1), vm(1)]}},
                             ["host h1: vxlan_endpoints[1]=", "the same endpoint as vxlan_endpoints[0]"]),
     "endpoints as a string": ([], {"h2": {"vxlan_endpoints": "ns1"}}, ["host h2: vxlan_endpoints='ns1': must be a list of endpoints"]),
+    "misspelt endpoint key": ([], {"h1": {"vxlan_endpoints": [vm(1, adress="100.0.0.9/24")]}},
+                              ["host h1: vxlan_endpoints[0].adress='100.0.0.9/24': is not a key of an endpoint", "did you mean address?"]),
+    "bridge named as the underlay device": (net(bridge="eth0"), {}, ["hosts h1, h2, h3: vxlan_underlay_dev='eth0': is also the name of the "
+                                                                     "bridge of network blue"]),
     "overlay mtu under 1280": (["-e", "vxlan_underlay_mtu=1329"], {},
                                ["hosts h1, h2, h3: vxlan_underlay_mtu=1329: leaves an overlay MTU of 1279 over IPv4 (1329 - 50)"]),
     # What only the hosts can tell: checked on every host before any host changes.

@@ -165,6 +165,17 @@ BAD = {
     "same endpoint twice": (lambda h: h["h1"]["vxlan_endpoints"].append(vm(1)), "host h1: vxlan_endpoints[1]="),
     "cannot be evaluated": (_set("h2", "vxlan_underlay_ip", om.Unreadable("'nope' is undefined")),
                             "host h2: vxlan_underlay_ip cannot be evaluated: 'nope' is undefined"),
+    # Keys the roles would ignore without a word: a tired operator's typo.
+    "endpoint key misspelt": (_vm("h1", adress="100.0.0.9/24"), "host h1: vxlan_endpoints[0].adress='100.0.0.9/24': is not a key of an "
+                              "endpoint (network, namespace, host_if, vm_if, address, mac); did you mean address?"),
+    "endpoint key of another word": (_vm("h1", mac_address="02:00:00:00:00:09"), "host h1: vxlan_endpoints[0].mac_address='02:00:00:00:00:09': "
+                                     "is not a key of an endpoint (network, namespace, host_if, vm_if, address, mac)"),
+    "network key misspelt": (_net(goup="239.1.1.1"), "hosts h1, h2, h3: vxlan_networks[0] (blue).goup='239.1.1.1': is not a key of a network "
+                             "(name, vni, bridge, vxlan_dev, dstport, group); did you mean group?"),
+    "bridge named as the underlay": (_net(bridge="eth0"), "hosts h1, h2, h3: vxlan_underlay_dev='eth0': is also the name of the bridge of "
+                                     "network blue; the overlay would take over the underlay device"),
+    "vxlan_dev named as one host's underlay": (lambda h: (_net(vxlan_dev="eth1")(h), h["h2"].update(vxlan_underlay_dev="eth1")),
+                                               "host h2: vxlan_underlay_dev='eth1': is also the name of the VXLAN device of network blue"),
     "networks differ": (lambda h: h["h3"].update(vxlan_networks=[dict(BLUE, vni=101)]),
                         "host h3: vxlan_networks=[{'name': 'blue', 'vni': 101"),
 }
