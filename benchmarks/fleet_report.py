@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from plots import plot_fleet
+
 TABLE_TARGET = 3.0  # x the iproute2 batch, the 1-entry run subtracted
 RERUN_TARGET = 0.5  # s
 INVENTORY_TARGET = 15.0  # s more for the 1,000-host inventory
@@ -129,36 +131,9 @@ def scaling_text(results: list[dict], plot: Path) -> list[str]:
         out += ["", "CPU per host from N=300 up: %s ms (max / min %.2f): %s." % (
             ", ".join("%.1f" % c for c in cpus), max(cpus) / min(cpus),
             "flat" if max(cpus) / min(cpus) < 1.5 else "**not flat**")]
-    _plot(per, plot)
+    plot_fleet(per, plot)
     out += ["", "![controller cost per inventory host against N](img/%s)" % plot.name]
     return out
-
-
-def _plot(per: list, plot: Path) -> None:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, left = plt.subplots(figsize=(7, 4))
-    sizes = [p[0] for p in per]
-    left.plot(sizes, [p[1] for p in per], "o-", label="elapsed per host (ms)")
-    left.plot(sizes, [p[2] for p in per], "s-", label="CPU per host (ms)")
-    left.set_xscale("log")
-    left.set_xlabel("hosts in the inventory (10 VMs each)")
-    left.set_ylabel("ms per inventory host")
-    left.set_ylim(bottom=0)
-    right = left.twinx()
-    right.plot(sizes, [p[3] for p in per], "^--", color="tab:green", label="peak RSS per host (KB)")
-    right.set_ylabel("KB per inventory host")
-    right.set_ylim(bottom=0)
-    lines = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    labels = left.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
-    left.legend(lines, labels, loc="upper right", fontsize=8)
-    left.set_title("Converging 3 lab hosts from an N-host inventory: cost per inventory host")
-    fig.tight_layout()
-    plot.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(plot, dpi=100)
 
 
 def render(results: dict, docs: Path, plot: Path, section: str) -> None:
