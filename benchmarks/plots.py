@@ -9,6 +9,16 @@ from pathlib import Path
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 
 
+def _pyplot():
+    """matplotlib's pyplot without a display (Agg), imported when a plot is drawn."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
+
+
 def base_time(run: dict, key: str = "wall") -> float:
     """A baseline run's time for every host of the lab (scaled when only a sample ran)."""
     return run.get(key + "_all", run[key])
@@ -25,10 +35,7 @@ def plain_log_axes(ax, x: bool = True) -> None:
 
 
 def plot_converge(rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     sizes = [r["hosts"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -69,10 +76,7 @@ def plot_converge(rows: list[dict]) -> None:
 
 
 def plot_dataplane(modes: list[dict], dove: list[dict] | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     IMG.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -121,10 +125,7 @@ def plot_dataplane(modes: list[dict], dove: list[dict] | None) -> None:
 
 def plot_fleet(per: list, plot: Path) -> None:
     """Fleet scale: (hosts, ms elapsed, ms CPU, KB peak RSS) per inventory host against N."""
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    plt = _pyplot()
 
     fig, left = plt.subplots(figsize=(7, 4))
     sizes = [p[0] for p in per]
@@ -145,3 +146,4 @@ def plot_fleet(per: list, plot: Path) -> None:
     fig.tight_layout()
     plot.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(plot, dpi=100)
+    plt.close(fig)

@@ -18,7 +18,8 @@ step "ansible-test sanity (the built tarball, no ignore file)"; scripts/sanity.s
 # cores): two streams side by side use both cores. The background stream runs every molecule
 # scenario (~16 min), then pytest's two longest files (~12 min: test_verify, test_check_and_leave);
 # the foreground runs the rest of pytest. Measured on a clean clone: one stream took 42 min (pytest
-# 41 of them), two streams 36 (the background ended first). The background stream's output goes to a file, printed after the foreground's.
+# 41 of them), two streams 36 (the background ended first). The background stream's output goes
+# to a file, printed after the foreground's.
 second_part=(tests/integration/test_verify.py tests/integration/test_check_and_leave.py)
 background_log=$(mktemp /tmp/overlay-vxlan-background.XXXXXX)
 background_rc=$(mktemp /tmp/overlay-vxlan-background-rc.XXXXXX)
