@@ -145,11 +145,11 @@ CONVERGE = """---
   hosts: overlay
   gather_facts: false
   roles:
-    - role: overlay.vxlan.endpoint
+{allowlist}    - role: overlay.vxlan.endpoint
     - role: overlay.vxlan.vxlan
-{allowlist}    - role: overlay.vxlan.persist
+    - role: overlay.vxlan.persist
 """
-# site.yml's allow-list role (its member list covers every VTEP of the inventory); not in the
+# site.yml's allow-list role, first as there (its member list covers every VTEP of the inventory); not in the
 # roles measured as "before" (--before), which predate it.
 ALLOWLIST = "    - role: overlay.vxlan.allowlist\n"
 OVERLAY_VARS = """---

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from plots import plot_fleet
+from quiet import refuse_noisy
 
 TABLE_TARGET = 3.0  # x the iproute2 batch, the 1-entry run subtracted
 RERUN_TARGET = 0.5  # s
@@ -136,11 +137,20 @@ def scaling_text(results: list[dict], plot: Path) -> list[str]:
     return out
 
 
+def start_loads(results: dict) -> dict:
+    """{measurement: load average at its start} of every figure the section would show."""
+    loads = {"tables %s" % row["module"]: row.get("load_before") for row in results.get("tables", [])}
+    for step in ("inventory", "scaling"):
+        loads.update({"%s %s %s" % (step, r["size"], r["form"]): r.get("load_before") for r in results.get(step, [])})
+    return loads
+
+
 def render(results: dict, docs: Path, plot: Path, section: str) -> None:
+    refuse_noisy(start_loads(results), "the section '%s'" % section)
     lines = [section, "",
-             "Measured by `benchmarks/fleet_bench.py` (run alone, or by `benchmarks/run --only fleet`) on %s, %s. The machine's "
-             "2 CPUs were shared with other work during the run: load averages are given with each figure, and the CPU "
-             "seconds are the steadier comparison." % (results.get("machine"), results.get("date")), ""]
+             "Measured by `benchmarks/fleet_bench.py` (run alone, or by `benchmarks/run --only fleet`) on %s, %s, each "
+             "measurement started at a load average of 1.5 or less (benchmarks/quiet.py); load averages are given with "
+             "each figure, and the CPU seconds are the steadier comparison." % (results.get("machine"), results.get("date")), ""]
     if "tables" in results:
         lines += tables_text(results["tables"]) + [""]
     if "inventory" in results:

@@ -418,12 +418,16 @@ def current_section(text: str) -> str:
     return body[:following.start()] if following else body
 
 
-def write_docs(results: list[dict], meta: dict) -> None:
+def write_docs(results: list[dict], meta: dict, loads: dict | None = None) -> None:
+    """The section from `results`, unless a run of them started on a busy machine (`loads`:
+    {run: load average at its start}, by default this run's)."""
+    from quiet import refuse_noisy
     from report import DOCS, replace_section
 
+    refuse_noisy(loads if loads is not None else {"this run": meta.get("load_before")}, "the section '%s'" % SECTION)
     text = DOCS.read_text()
     DOCS.write_text(replace_section(text, SECTION, render(results, meta, current_section(text))))
-    print("modes_bench: wrote %s" % DOCS.relative_to(ROOT), file=sys.stderr)
+    print("modes_bench: wrote %s" % os.path.relpath(DOCS, ROOT), file=sys.stderr)
 
 
 def merge(saved: list[dict]) -> dict:
@@ -455,10 +459,11 @@ def main(argv=None) -> int:
                         help="no measuring: the section from saved results (several files: their results together)")
     args = parser.parse_args(argv)
     if args.render:
-        saved = merge([json.loads(path.read_text()) for path in args.render])
+        runs = {str(path): json.loads(path.read_text()) for path in args.render}
+        saved = merge(list(runs.values()))
         if args.not_run:
             saved["meta"]["not_run"] = args.not_run
-        write_docs(saved["results"], saved["meta"])
+        write_docs(saved["results"], saved["meta"], {path: run["meta"].get("load_before") for path, run in runs.items()})
         return 0
     meta = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "load_before": load_average(),
             "machine": "%s, %d CPUs, kernel %s, Python %s" % (platform.machine(), os.cpu_count(), platform.release(), platform.python_version())}

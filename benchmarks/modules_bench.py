@@ -439,6 +439,9 @@ def main() -> None:
     body = intro + "\n" + report(results) + "\n" + NOTES
     print(body)
     if opts.write_docs:
+        from quiet import refuse_noisy  # noqa: PLC0415
+
+        refuse_noisy({"modules_bench": load}, "the section %r" % SECTION)
         write_docs(body)
         print("written to %s" % DOCS.relative_to(ROOT), file=sys.stderr)
 

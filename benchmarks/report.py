@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from plots import IMG, base_time, plot_converge, plot_dataplane
+from quiet import load_text, noisy, refuse_noisy
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -53,14 +54,16 @@ HEADER = """# Benchmarks
 Everything here is produced by one command, `benchmarks/run` (as root, on the simulated lab;
 see each section for what it measures). Timings are benchmarks only: no test fails on a time.
 The machine is a small shared VM, so absolute times move with its load; the ratios measured in
-the same run are the figures to compare.
+the same run are the figures to compare. Since 2026-12-05 a figure is written here only when the
+load average was 1.5 or less when its measurement started (`benchmarks/quiet.py`; the writers
+refuse otherwise and keep the raw results).
 """
 
 
 # --- running the steps ---------------------------------------------------------------------------
 
 def load() -> str:
-    return "%.1f / %.1f / %.1f" % os.getloadavg()
+    return load_text()
 
 
 def machine() -> str:
@@ -93,6 +96,9 @@ def measure(steps: list[str], full: bool) -> dict:
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     for step in steps:
         info = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "load_before": load(), "machine": machine()}
+        if noisy({step: info["load_before"]}):
+            print("benchmarks/run: %s starts at load %s: measured, but its figures will not be published (quiet.py)"
+                  % (step, info["load_before"]), file=sys.stderr, flush=True)
         if step == "converge":
             argv = [PYTHON, BENCH / "converge_bench.py", "--output", RESULTS / "converge.json", "--before", BEFORE_FIX]
             if full:
@@ -494,11 +500,15 @@ def summary_section(converge: list[dict] | None, dataplane: list[dict] | None, m
 # --- main ------------------------------------------------------------------------------------------
 
 def render(meta: dict) -> None:
+    """Rewrite this script's sections from benchmarks/results/; a step whose measurement started
+    on a busy machine (quiet.py) is left out, its section kept as it was, and named at the end."""
     text = DOCS.read_text() if DOCS.exists() else HEADER
     if HEADER.split("\n\n")[1] not in text:  # an older file without the introduction
         text = text.replace("# Benchmarks\n", HEADER, 1)
-    converge = read_json(RESULTS / "converge.json")
-    dataplane = read_json(RESULTS / "dataplane.json")
+    loads = {step: meta.get(step, {}).get("load_before") for step in ("converge", "dataplane", "dove")}
+    refused = noisy({step: load for step, load in loads.items() if step in meta})
+    converge = None if "converge" in refused else read_json(RESULTS / "converge.json")
+    dataplane = None if {"dataplane", "dove"} & set(refused) else read_json(RESULTS / "dataplane.json")
     dove = (read_json(RESULTS / "dove.json") or []) + (read_json(RESULTS / "dove_etcd.json") or [])
     if converge:
         text = replace_section(text, SECTIONS[0], converge_section(converge, meta), insert_before=MODULES_SECTION)
@@ -508,10 +518,13 @@ def render(meta: dict) -> None:
         text = replace_section(text, SECTIONS[2], dove_section(dataplane, dove, meta))
         plot_dataplane(dataplane, dove)
     modes = read_json(RESULTS / "modes.json")
+    if modes and noisy({"modes": modes.get("meta", {}).get("load_before")}):
+        refused["modes"], modes = modes.get("meta", {}).get("load_before"), None
     first_section = next((h for h in (SECTIONS[0], MODULES_SECTION) if h in text), None)
     text = replace_section(text, SUMMARY, summary_section(converge, dataplane, meta, modes), insert_before=first_section)
     DOCS.write_text(text)
-    print("benchmarks/run: wrote %s and %s/*.png" % (DOCS.relative_to(ROOT), IMG.relative_to(ROOT)), file=sys.stderr)
+    print("benchmarks/run: wrote %s and %s/*.png" % (os.path.relpath(DOCS, ROOT), os.path.relpath(IMG, ROOT)), file=sys.stderr)
+    refuse_noisy(refused, "the sections of %s" % ", ".join(sorted(refused)))
 
 
 def main(argv=None) -> int:

@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 iputils-ping python3 python3-venv util-linux procps etcd-server iperf3
+    etcd-client                    # etcdctl: the controller role's RBAC (module etcd_rbac) and the DOVE tests
     debootstrap systemd-container  # machine labs (docs/lab.md)
     nftables python3-nftables      # the VTEP allow-list (libnftables and its binding; docs/security.md)
-    frr frr-pythontools)           # vxlan_mode=evpn (zebra, bgpd, vtysh, frr-reload.py; docs/evpn.md)
+    frr frr-pythontools            # vxlan_mode=evpn (zebra, bgpd, vtysh, frr-reload.py; docs/evpn.md)
+    gobgpd)                        # tests only: the rogue BGP speaker of test_evpn (docs/security.md)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -16,8 +18,8 @@ for pkg in "${APT_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
     echo "setup: apt-get install ${missing[*]}"
-    # Never let a package start a daemon in the machine's own namespace (etcd-server and frr
-    # would): the controller and evpn roles run them where they belong.
+    # Never let a package start a daemon in the machine's own namespace (etcd-server, frr and
+    # gobgpd would): the controller and evpn roles (and the tests) run them where they belong.
     policy_rc=/usr/sbin/policy-rc.d
     restore=""
     if [ -e "$policy_rc" ]; then restore=$(mktemp); cp -p "$policy_rc" "$restore"; fi

@@ -16,11 +16,12 @@ step "ansible-test sanity (the built tarball, no ignore file)"; scripts/sanity.s
 # pytest and molecule share nothing (every test and scenario makes its own uniquely named lab), and
 # each mostly waits on one ansible process at a time (pytest alone keeps the load near 1.5 on 2
 # cores): two streams side by side use both cores. The background stream runs every molecule
-# scenario (~16 min), then pytest's two longest files (~12 min: test_verify, test_check_and_leave);
-# the foreground runs the rest of pytest. Measured on a clean clone: one stream took 42 min (pytest
+# scenario (~16 min), then pytest's two longest files (~12 min: test_verify, test_check_and_leave)
+# test_dove_etcd (~5 min) and test_evpn_peers (~3 min); the foreground runs the rest of pytest. Measured on a clean clone: one stream took 42 min (pytest
 # 41 of them), two streams 36 (the background ended first). The background stream's output goes
 # to a file, printed after the foreground's.
-second_part=(tests/integration/test_verify.py tests/integration/test_check_and_leave.py)
+second_part=(tests/integration/test_verify.py tests/integration/test_check_and_leave.py tests/integration/test_dove_etcd.py
+             tests/integration/test_evpn_peers.py)
 background_log=$(mktemp /tmp/overlay-vxlan-background.XXXXXX)
 background_rc=$(mktemp /tmp/overlay-vxlan-background-rc.XXXXXX)
 step "molecule test --all, then pytest ${second_part[*]} (in the background, log $background_log)"

@@ -101,12 +101,17 @@ def read_hosts(hostvars, overlay_hosts, from_file: dict | None = None) -> dict:
         for var in overlay_map.VARIABLES:
             if var in entry or var not in host_vars:
                 continue
-            try:
-                entry[var] = _plain(host_vars[var])
-            except Exception as exc:  # noqa: BLE001 - an undefined variable, a failing filter...: named, not a traceback
-                entry[var] = overlay_map.Unreadable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            entry[var] = read_value(lambda: host_vars[var])  # noqa: B023 - called at once
         hosts[str(name)] = entry
     return hosts
+
+
+def read_value(get):
+    """`get()` as a plain Python value, or an `Unreadable` naming why it cannot be evaluated."""
+    try:
+        return _plain(get())
+    except Exception as exc:  # noqa: BLE001 - an undefined variable, a failing filter...: named, not a traceback
+        return overlay_map.Unreadable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def _fingerprint(value) -> str:

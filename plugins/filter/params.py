@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-MODES = ("multicast", "flood", "static", "dove", "evpn")
+from ansible_collections.overlay.vxlan.plugins.module_utils import _overlay_rules as rules
+from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
 
 
 def fdb_rows(entries: list) -> str:
@@ -90,8 +91,9 @@ def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn
     zebra advertises as a MAC+IP type-2 route and which never ages out as a learnt entry does
     when the VM is quiet; otherwise none. After the vxlan devices: enslaving one can change the
     bridge's MAC, and the kernel then flushes the bridge's neighbour table."""
-    if mode not in MODES:
-        raise AnsibleFilterError("vxlan_mode=%s: choose one of %s" % (mode, ", ".join(MODES)))
+    problems = rules.mode_problems(mode, mesh)
+    if problems:
+        raise AnsibleFilterError("; ".join(problems))
     links, fdb, neigh = [], [], []
     for net in mesh:
         link = {
@@ -112,8 +114,6 @@ def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn
             "neigh_suppress": mode == "evpn",
         }
         if mode == "multicast":
-            if not net.get("group"):
-                raise AnsibleFilterError("network %s has no group; multicast mode needs one (or use vxlan_mode=flood)" % net["name"])
             link["group"] = net["group"]
         if ttl:  # as the roles always did: `vxlan_ttl | default(omit, true)`
             link["ttl"] = int(ttl)
@@ -136,6 +136,22 @@ def overlay_params(mesh: list, mode: str, underlay_dev: str, mtu, ttl=None, evpn
     return {"vxlan_link": links, "bridge_fdb": fdb, "ip_neigh": neigh, "linux_bridge": bridges}
 
 
+def mode_problems(mesh: list, mode) -> list[str]:
+    """Why the host cannot carry its share `mesh` in `mode` (a play's own vxlan_mode, which the
+    inventory check does not see), one sentence each; empty if it can."""
+    return rules.mode_problems(mode, mesh)
+
+
+def overlay_mtu(underlay_mtu, underlay_ip) -> int:
+    """The overlay MTU (VXLAN devices, bridges, VMs) over the underlay address' family."""
+    try:
+        return rules.overlay_mtu(int(underlay_mtu), v.ip_version(v.unicast_ip("underlay_ip", underlay_ip)))
+    except (TypeError, ValueError, v.OverlayError) as exc:
+        raise AnsibleFilterError("vxlan_overlay_mtu: underlay MTU %r, underlay address %r: %s"
+                                 % (underlay_mtu, underlay_ip, getattr(exc, "msg", exc))) from None
+
+
 class FilterModule:
     def filters(self):
-        return {"vxlan_endpoint_params": endpoint_params, "vxlan_overlay_params": overlay_params}
+        return {"vxlan_endpoint_params": endpoint_params, "vxlan_overlay_params": overlay_params,
+                "vxlan_mode_problems": mode_problems, "vxlan_overlay_mtu": overlay_mtu}

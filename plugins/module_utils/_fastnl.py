@@ -26,12 +26,13 @@ import errno
 import socket
 import struct
 
+from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import ABSENT_ERRNOS, netns_path
+
+# After _netlink, which puts the collection's own pyroute2 first on the path.
 try:
     from pyroute2 import netns as pyroute2_netns
 except ImportError:  # pragma: no cover - modules report missing_required_lib first
     pyroute2_netns = None
-
-from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import ABSENT_ERRNOS, netns_path
 
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270

@@ -16,11 +16,6 @@ import os
 import socket
 from contextlib import contextmanager
 
-try:
-    from pyroute2 import netns as pyroute2_netns
-except ImportError:  # pragma: no cover - modules report missing_required_lib first
-    pyroute2_netns = None
-
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     InputError,
@@ -33,6 +28,12 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
     netns_path,
     session,
 )
+
+# After _netlink, which puts the collection's own pyroute2 first on the path.
+try:
+    from pyroute2 import netns as pyroute2_netns
+except ImportError:  # pragma: no cover - modules report missing_required_lib first
+    pyroute2_netns = None
 
 MTU_MIN = 68  # ETH_MIN_MTU
 MTU_MAX = 65535  # ETH_MAX_MTU

@@ -19,11 +19,12 @@ from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import (
 )
 from ansible_collections.overlay.vxlan.plugins.module_utils._netns_veth import set_addresses
 
-# The kernel's values for a new bridge (what check mode predicts for options left out).
-DEFAULTS = {"mtu": 1500, "stp": False, "vlan_filtering": False, "ageing_time": 300}
+# The kernel's values for a new bridge (what check mode predicts for options left out). A new
+# bridge's MAC is the kernel's pick (random, then its smallest port's), so none is predicted.
+DEFAULTS = {"mtu": 1500, "stp": False, "vlan_filtering": False, "ageing_time": 300, "mac": None}
 # One netlink message per attribute, in this order: the bridge's changelink is not atomic (a
 # refused attribute leaves the earlier ones of the same message applied), so each is journalled.
-ORDER = ("mtu", "ageing_time", "stp", "vlan_filtering")
+ORDER = ("mtu", "ageing_time", "stp", "vlan_filtering", "mac")
 
 
 def validate(params: dict) -> dict:
@@ -32,6 +33,9 @@ def validate(params: dict) -> dict:
     wanted["ageing_time"] = v.int_range("ageing_time", params["ageing_time"], 0, links.AGEING_TIME_MAX) if params["ageing_time"] is not None else None
     wanted["stp"] = params["stp"]
     wanted["vlan_filtering"] = params["vlan_filtering"]
+    # A pinned MAC: set by hand, the kernel no longer moves it to the smallest port's MAC when
+    # ports come and go (addr_assign_type "set"), so what peers learned of it stays true.
+    wanted["mac"] = v.mac("mac", params["mac"]) if params["mac"] is not None else None
     # The bridge's own addresses (an SVI: EVPN's ARP/ND suppression learns the VMs' MAC+IP from
     # its neighbour table); exactly this set when given, not managed when left out.
     wanted["addresses"] = links.peer_addresses("addresses", params["addresses"]) if params["addresses"] is not None else None
@@ -49,6 +53,8 @@ def attribute_kwargs(field: str, value) -> dict:
         return {"kind": "bridge", "br_ageing_time": links.ageing_to_kernel(value)}
     if field == "stp":
         return {"kind": "bridge", "br_stp_state": int(value)}
+    if field == "mac":
+        return {"address": value}
     return {"kind": "bridge", "br_vlan_filtering": int(value)}
 
 
@@ -58,6 +64,7 @@ def read(ipr, name: str):
         return None, None
     state = links.bridge_state(link, ipr.link("dump"))
     state["addresses"] = links.sort_cidrs(addresses_of(ipr, link["index"]))
+    state["mac"] = str(link.get_attr("IFLA_ADDRESS") or "").lower() or None
     return link, state
 
 
@@ -95,7 +102,8 @@ def apply(ipr, name: str, link, current: dict | None, wanted: dict, fields: list
             step = "setting %s %s to %s" % (name, field, wanted[field])
             ipr.link("set", index=index, **attribute_kwargs(field, wanted[field]))
             old = current[field]
-            journal.record(step, lambda field=field, old=old: ipr.link("set", index=index, **attribute_kwargs(field, old)))
+            if old is not None:  # a new bridge's MAC: nothing to put back, the bridge goes
+                journal.record(step, lambda field=field, old=old: ipr.link("set", index=index, **attribute_kwargs(field, old)))
         if "up" in fields:
             step = "bringing %s up" % name
             ipr.link("set", index=index, state="up")
@@ -125,6 +133,7 @@ def manage(module) -> dict:
                     ipr.link("del", index=link["index"])
                 except NetlinkError as exc:
                     raise Journal().fail("deleting %s" % name, exc) from None
+            current = _reported(current, wanted)
             return {"changed": current is not None, "bridge": {}, "diff": {"before": current or {}, "after": {}}}
 
         fields = plan(current, wanted)
@@ -135,7 +144,16 @@ def manage(module) -> dict:
             base = current or dict(DEFAULTS, name=name, ports=[], addresses=[])
             after = dict(base, up=True, **{f: wanted[f] for f in ORDER + ("addresses",) if wanted[f] is not None})
 
+    current, after = _reported(current, wanted), _reported(after, wanted)
     return {"changed": bool(fields), "bridge": after, "diff": {"before": current or {}, "after": after}}
+
+
+def _reported(state: dict | None, wanted: dict) -> dict | None:
+    """The state as the task reports it: the MAC only where the task manages it (an unmanaged new
+    bridge's MAC is the kernel's random pick, which check mode cannot predict)."""
+    if state is None or wanted["mac"] is not None:
+        return state
+    return {key: value for key, value in state.items() if key != "mac"}
 
 
 # AnsibleModule's keyword arguments: the module and overlay_plan validate with the same spec.
@@ -148,6 +166,7 @@ SPEC = dict(
         vlan_filtering=dict(type="bool"),
         ageing_time=dict(type="int"),
         addresses=dict(type="list", elements="str"),
+        mac=dict(type="str"),
         netns=dict(type="str"),
     ),
     supports_check_mode=True,

@@ -13,10 +13,33 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 import traceback
 from contextlib import contextmanager
 
 from ansible_collections.overlay.vxlan.plugins.module_utils._validate import InputError, OverlayError
+
+# Where role overlay.vxlan.pyroute2 unpacks the controller's pyroute2 on a host whose Python has
+# none or too old a one (the role's pyroute2_install_dir). Only the collection's own processes
+# look there - the modules, the boot restore and the DOVE agent, each through this file, before
+# their first pyroute2 import - ahead of the site directories (a distribution's older
+# python3-pyroute2) and behind PYTHONPATH (the role's check-mode copy). No .pth file: every other
+# program on the host keeps the distribution's pyroute2, or none.
+PRIVATE_PYROUTE2_DIR = "/usr/local/lib/overlay-vxlan/python"
+
+
+def private_pyroute2_first(directory: str = PRIVATE_PYROUTE2_DIR, path: list | None = None) -> bool:
+    """Put `directory` on `path` (sys.path) just before its first site directory (site-packages,
+    dist-packages), if the directory exists and is not on it yet; True if it was put there."""
+    path = sys.path if path is None else path
+    if directory in path or not os.path.isdir(directory):
+        return False
+    sites = [i for i, entry in enumerate(path) if os.path.basename(str(entry).rstrip("/")) in ("site-packages", "dist-packages")]
+    path.insert(sites[0] if sites else len(path), directory)
+    return True
+
+
+private_pyroute2_first()
 
 try:
     import pyroute2

@@ -26,12 +26,13 @@ import ipaddress
 from collections import Counter, defaultdict
 
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
+from ansible_collections.overlay.vxlan.plugins.module_utils._overlay_rules import group_problem, overlay_mtu
+from ansible_collections.overlay.vxlan.plugins.module_utils._overlay_rules import mode as _mode
 
 # The mesh filter's derivation, not a copy: a derived-MAC clash must be judged on the MAC the
 # endpoint role will really set.
 from ansible_collections.overlay.vxlan.plugins.module_utils._vm_mac import vm_mac
 
-MODES = ("multicast", "flood", "static", "dove", "evpn")
 IPV6_MIN_MTU = 1280
 # What the roles use when the inventory leaves a variable out (roles/*/defaults/main.yml).
 ROLE_DEFAULTS = {
@@ -116,13 +117,6 @@ def _per_host(p: Problems, hosts: dict, var: str, func) -> dict[str, object]:
     return result
 
 
-def _mode(field: str, value) -> str:
-    if value not in MODES:
-        # The words of the vxlan_overlay_params filter, which says the same later in the run.
-        raise v.OverlayError("%s=%s: choose one of %s" % (field, value, ", ".join(MODES)), field, value)
-    return value
-
-
 # --- networks -----------------------------------------------------------------------------------
 
 def _optional(p: Problems, hosts, net: dict, key: str, field: str, func):
@@ -203,7 +197,7 @@ def _networks(p: Problems, hosts: list[str], value) -> tuple[list[dict], set | N
 
 # --- endpoints ----------------------------------------------------------------------------------
 
-_ENDPOINT_FIELDS = (("network", v._require_text), ("namespace", v.netns_name), ("host_if", v.ifname),
+_ENDPOINT_FIELDS = (("network", v._require_text), ("namespace", v.namespace_name), ("host_if", v.ifname),
                     ("vm_if", v.ifname), ("address", v.interface_cidr))
 
 
@@ -355,11 +349,10 @@ def build(hosts: dict[str, dict]) -> tuple[dict, list[str]]:
         if mtu.get(host) is not None and host in family:
             by_mtu[(mtu[host], family[host])].append(host)
     for (value, version), members in by_mtu.items():
-        overlay_mtu = value - v.VXLAN_OVERHEAD[version]
-        if overlay_mtu < IPV6_MIN_MTU:
+        if overlay_mtu(value, version) < IPV6_MIN_MTU:
             p.add(members, "vxlan_underlay_mtu", value, "leaves an overlay MTU of %d over IPv%d (%d - %d); at least %d is needed "
-                  "(IPv6's minimum: below it VMs lose their IPv6 addresses)" % (overlay_mtu, version, value, v.VXLAN_OVERHEAD[version],
-                                                                                IPV6_MIN_MTU))
+                  "(IPv6's minimum: below it VMs lose their IPv6 addresses)" % (overlay_mtu(value, version), version, value,
+                                                                                v.VXLAN_OVERHEAD[version], IPV6_MIN_MTU))
 
     devices = {}
     for net in networks:
@@ -384,7 +377,7 @@ def build(hosts: dict[str, dict]) -> tuple[dict, list[str]]:
         if host in underlay:
             overlay_map["hosts"][host] = {
                 "underlay_ip": underlay[host], "family": family[host], "underlay_dev": dev.get(host), "underlay_mtu": mtu.get(host),
-                "overlay_mtu": mtu[host] - v.VXLAN_OVERHEAD[family[host]] if mtu.get(host) is not None else None,
+                "overlay_mtu": overlay_mtu(mtu[host], family[host]) if mtu.get(host) is not None else None,
                 "mode": mode.get(host), "svi": svi[host]["addresses"], "svi_problems": svi[host]["problems"]}
     for net in networks:
         mine = [e for e in endpoints if e["network"] == net["name"]]
@@ -403,9 +396,8 @@ def build(hosts: dict[str, dict]) -> tuple[dict, list[str]]:
             p.add(carriers, net["field"] + ".group", net["group"], "is IPv%d but the network's underlay (vxlan_underlay_ip) is IPv%d"
                   % (v.ip_version(net["group"]), version))
         needs_group = sorted(h for h in carriers if mode.get(h) == "multicast")
-        if needs_group and not net["group"]:
-            p.add(needs_group, "vxlan_mode", "multicast", "network %s has no group; multicast mode needs one (or use vxlan_mode=flood)"
-                  % net["name"])
+        if needs_group and group_problem("multicast", net):
+            p.add(needs_group, "vxlan_mode", "multicast", group_problem("multicast", net))
         overlay_map["networks"][net["name"]] = {
             "name": net["name"], "vni": net["vni"], "bridge": net["bridge"], "vxlan_dev": net["vxlan_dev"], "dstport": net["dstport"],
             "group": net["group"], "family": version, "subnet": Counter(e["subnet"] for e in mine).most_common(1)[0][0] if mine else None,

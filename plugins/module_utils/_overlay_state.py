@@ -18,9 +18,8 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 
-from ansible_collections.overlay.vxlan.plugins.module_utils import _restore
+from ansible_collections.overlay.vxlan.plugins.module_utils import _record, _restore
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import KernelError
 from ansible_collections.overlay.vxlan.plugins.module_utils._resources import RESOURCES, describe, run, validated
 from ansible_collections.overlay.vxlan.plugins.module_utils._validate import InputError
@@ -61,6 +60,12 @@ IDENTITY = {
     "vxlan_link": lambda p: (p.get("netns"), p["name"]),
     "linux_bridge": lambda p: (p.get("netns"), p["name"]),
 }
+# The keys IDENTITY and REMOVAL read from a recorded item.
+IDENTITY_KEYS = {
+    "netns_veth": frozenset({"netns", "namespace", "name"}),
+    "vxlan_link": frozenset({"netns", "name"}),
+    "linux_bridge": frozenset({"netns", "name"}),
+}
 REMOVAL = {
     "netns_veth": lambda p: {"namespace": p["namespace"], "name": p["name"], "netns": p.get("netns"),
                              "state": "absent", "namespace_state": "absent"},
@@ -77,16 +82,19 @@ def checked(name: str, raw: dict, index: int) -> dict:
     return params
 
 
-def read_record(path: str) -> tuple[dict | None, str | None]:
-    """The recorded document, or (None, why not)."""
-    try:
-        with open(os.path.join(path, STATE_FILE), encoding="utf-8") as handle:
-            document = json.load(handle)
-    except FileNotFoundError:
-        return None, None
-    except (OSError, ValueError) as exc:
-        return None, "%s is unreadable (%s); it is rewritten" % (os.path.join(path, STATE_FILE), exc)
-    return document, None
+def read_record(path: str) -> dict | None:
+    """The recorded document (None if there is none), checked so far as pruning and removal
+    read it; RecordError (naming the file and what is wrong) if it is damaged."""
+    needs = {name: frozenset() for name in RESOURCES}
+    needs.update(IDENTITY_KEYS)
+    document = _record.load(os.path.join(path, STATE_FILE), _restore.STATE_FORMAT, needs, exact=False)
+    for name, keys in IDENTITY_KEYS.items():
+        for index, item in enumerate((document or {}).get("resources", {}).get(name, [])):
+            wrong = sorted(key for key in keys if not (isinstance(item[key], str) or (key == "netns" and item[key] is None)))
+            if wrong:
+                raise _record.RecordError(os.path.join(path, STATE_FILE), "has a resources.%s[%d] whose %s %s not a name"
+                                          % (name, index, ", ".join(wrong), "is" if len(wrong) == 1 else "are"))
+    return document
 
 
 def departed(old: dict | None, new: dict | None) -> list[tuple[str, dict]]:
@@ -122,31 +130,25 @@ def wanted_files(path: str, document: dict) -> dict[str, bytes]:
     return files
 
 
+def file_mode(rel: str) -> int:
+    """The record is the host's alone (0600); the code and the script beside it are plain files."""
+    return _record.RECORD_MODE if rel == STATE_FILE else 0o644
+
+
 def differing(path: str, files: dict[str, bytes]) -> list[str]:
+    """The files whose content or mode differs from what is wanted (an older version wrote the
+    record 0644: it is rewritten 0600)."""
     out = []
     for rel, data in sorted(files.items()):
+        target = os.path.join(path, rel)
         try:
-            with open(os.path.join(path, rel), "rb") as handle:
-                if handle.read() == data:
+            with open(target, "rb") as handle:
+                if handle.read() == data and _record.mode_of(target) == file_mode(rel):
                     continue
         except OSError:
             pass
         out.append(rel)
     return out
-
-
-def write_atomically(target: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def remove(items: list[tuple[str, dict]], check_mode: bool) -> list[str]:
@@ -168,9 +170,20 @@ def remove(items: list[tuple[str, dict]], check_mode: bool) -> list[str]:
 def manage(module) -> dict:
     params = module.params
     path = params["path"]
-    old, problem = read_record(path)
-    if problem:
-        module.warn(problem)
+    try:
+        old = read_record(path)
+    except _record.RecordError as exc:
+        # The record is what pruning and removal go by: a damaged one is never taken for "nothing
+        # recorded" (that would forget what to remove). Only a run told not to prune replaces it.
+        if params["state"] == "absent":
+            raise _record.RecordError(exc.path, "%s; nothing removed: it lists what to remove. Repair it, or remove the "
+                                      "overlay by hand and then %s" % (exc.reason, path)) from None
+        if params["prune"]:
+            raise _record.RecordError(exc.path, "%s; nothing changed: pruning goes by it. Repair it, or run once with "
+                                      "prune=false (role persist: persist_prune=false), which replaces it (what it listed "
+                                      "and the inventory no longer has then stays on the host)" % exc.reason) from None
+        module.warn("%s; replaced (prune=false)" % exc.msg)
+        old = None
     result = {"changed": False, "path": path, "systemd_booted": os.path.isdir("/run/systemd/system"),
               "restore_command": "%s %s" % (sys.executable, os.path.join(path, RESTORE_SCRIPT)),
               "python": sys.executable, "removed": [], "files": []}
@@ -192,8 +205,9 @@ def manage(module) -> dict:
     files = wanted_files(path, document)
     result["files"] = differing(path, files)
     if result["files"] and not module.check_mode:
-        for rel in result["files"]:
-            write_atomically(os.path.join(path, rel), files[rel])
+        # The record last: if a run stops half-way, the record on disk is still the old one whole.
+        for rel in sorted(result["files"], key=lambda rel: rel == STATE_FILE):
+            _record.write(os.path.join(path, rel), files[rel], file_mode(rel))
     result["changed"] = bool(result["removed"] or result["files"])
     if module._diff:
         result["diff"] = {"before_header": os.path.join(path, STATE_FILE), "after_header": os.path.join(path, STATE_FILE),

@@ -20,9 +20,11 @@ from ansible_collections.overlay.vxlan.plugins.module_utils import (
 )
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import NetlinkError, OverlayError, describe_netlink_error
 
-# Bridges before the veths and vxlan devices enslaved to them; devices before their tables; the
-# allow-list (nftables, not netlink devices) last. A vtep_allowlist item with `netns` moves the
-# whole process into that namespace (libnftables works where its caller is): give it last.
+# Bridges before the veths and vxlan devices enslaved to them; devices before their tables. The
+# allow-list (nftables, not netlink devices) is listed last, but the boot restore applies it
+# first on its own (_restore.apply_guard: no vxlan device comes up unfiltered). A vtep_allowlist
+# item with `netns` moves the whole process into that namespace (libnftables works where its
+# caller is): give it last.
 RESOURCES = {
     "linux_bridge": _linux_bridge,
     "netns_veth": _netns_veth,

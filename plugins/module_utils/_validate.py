@@ -17,6 +17,14 @@ import socket
 
 VNI_MAX = 16777215
 IFNAMSIZ = 15  # the kernel's IFNAMSIZ is 16 including the terminating NUL
+NETNS_NAME_MAX = 64
+# Names the collection puts into paths (/run/netns/<name>) and shell commands (ip netns exec, the
+# verify role's ping matrix): ASCII letters, digits, '_', '.' and '-', a letter or digit first
+# (never an option such as '-n', never hidden or '..'), and no '..' anywhere. The kernel allows
+# far more ('$(reboot)' is a valid interface name); the collection does not.
+SAFE_NAME_RULE = "a name may have only letters, digits, '_', '.' and '-', a letter or digit first, no '..'"
+_SAFE_FIRST = re.compile(r"[A-Za-z0-9]")
+_SAFE_REST = re.compile(r"[A-Za-z0-9_.-]")
 ZERO_MAC = "00:00:00:00:00:00"
 
 # VXLAN encapsulation overhead: outer Ethernet 14 + outer IP (20 / 40) + UDP 8 + VXLAN 8.
@@ -148,8 +156,21 @@ def interface_cidr(field: str, value) -> str:
     return str(iface)
 
 
+def unsafe_name(text: str) -> str | None:
+    """What breaks the safe-name rule (SAFE_NAME_RULE) in `text`, in words, or None."""
+    if not _SAFE_FIRST.fullmatch(text[:1]):
+        return "starts with %r" % text[:1]
+    bad = [c for c in text if not _SAFE_REST.fullmatch(c)]
+    if bad:
+        return "contains %r" % bad[0]
+    if ".." in text:
+        return "contains '..'"
+    return None
+
+
 def ifname(field: str, value) -> str:
-    """Check an interface name the way the kernel's dev_valid_name() does, but with a message."""
+    """Check an interface name the way the kernel's dev_valid_name() does, but with a message,
+    and then the collection's safe-name rule."""
     text = _require_text(field, value)
     if len(text) > IFNAMSIZ:
         raise InputError(field, value, "is %d characters; interface names are at most %d" % (len(text), IFNAMSIZ))
@@ -159,16 +180,34 @@ def ifname(field: str, value) -> str:
     if bad:
         # '%' too: the kernel would take "tap%d" as a template and create tap0 instead.
         raise InputError(field, value, "contains %r; interface names cannot contain '/', ':', '%%' or whitespace" % bad[0])
+    problem = unsafe_name(text)
+    if problem:
+        raise InputError(field, value, "%s (%s)" % (problem, SAFE_NAME_RULE))
+    return text
+
+
+def namespace_name(field: str, value) -> str:
+    """A named network namespace: a file under /run/netns, so a name, not a path."""
+    text = _require_text(field, value)
+    if text.startswith("/"):
+        raise InputError(field, value, "is not a valid namespace name: a path; a namespace is a name under /run/netns")
+    problem = unsafe_name(text) or ("is %d characters" % len(text) if len(text) > NETNS_NAME_MAX else None)
+    if problem:
+        raise InputError(field, value, "is not a valid namespace name: %s (%s, at most %d characters)"
+                         % (problem, SAFE_NAME_RULE, NETNS_NAME_MAX))
     return text
 
 
 def netns_name(field: str, value) -> str:
-    """A named network namespace (a file under /run/netns) or an absolute path to a pinned one."""
+    """A named network namespace (a file under /run/netns) or an absolute path to a pinned one
+    (each part of the path a safe name: no '..', no whitespace)."""
     text = _require_text(field, value)
-    if text.startswith("/"):
-        return text
-    if "/" in text or text in (".", "..") or any(c.isspace() for c in text):
-        raise InputError(field, value, "is not a valid namespace name (no '/', no whitespace)")
+    if not text.startswith("/"):
+        return namespace_name(field, value)
+    for part in text[1:].split("/"):
+        problem = ("its part %r %s" % (part, unsafe_name(part)) if unsafe_name(part) else None) if part else "it has an empty part"
+        if problem:
+            raise InputError(field, value, "is not a valid namespace path: %s (in each part %s)" % (problem, SAFE_NAME_RULE))
     return text
 
 

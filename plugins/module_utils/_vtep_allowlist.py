@@ -8,7 +8,7 @@ puts frames into the tenant's network. The table `inet overlay_vxlan` (never any
 the host's own rules are left alone) hooks input and sends every datagram to a VXLAN port
 (set `ports`) through chain `vxlan`:
 
-    iif lo accept                                     the host's own traffic
+    iifname "lo" counter name foreign drop            nothing legitimate arrives over lo (below)
     ip saddr . ether saddr @bound4 accept             a member's address from the member's MAC
     ip6 saddr . ether saddr @bound6 accept
     ip saddr @unbound4 accept                         members whose MAC is not known (routed
@@ -16,6 +16,26 @@ the host's own rules are left alone) hooks input and sends every datagram to a V
     ip saddr @members4 counter name spoofed drop      a member's address from another MAC
     ip6 saddr @members6 counter name spoofed drop
     counter name foreign drop                         anybody else
+
+BGP (vxlan_mode=evpn, `bgp_filter`): every TCP segment to port 179 (set `bgp_ports`, empty when
+the filter is off) goes through chain `bgp`, which accepts only this host's BGP peers (the route
+reflectors of a VTEP; the clients and other reflectors of a route reflector):
+
+    iifname "lo" counter name bgp_foreign drop        bgpd peers with other hosts, never over lo
+    ip saddr @bgp4 accept
+    ip6 saddr @bgp6 accept
+    counter name bgp_foreign drop                     anybody else: its SYN never gets an answer
+
+Only the destination port is matched: the replies to bgpd's own connections (source port 179, to
+one of this host's ephemeral ports) are not touched, so the sessions this host opens need no
+conntrack state and no rule of their own. A peer's address is not bound to its MAC here: an
+impersonated peer is refused by TCP-MD5 and GTSM (roles/evpn); this filter stops every other host
+before bgpd (or the kernel's TCP) answers it at all.
+
+Loopback: the kernel never sends VXLAN over lo (a vxlan device whose destination is a local
+address hands the frame straight to the local device, without the IP stack), so a datagram to a
+VXLAN port that arrives on lo was sent by a local process (any user may send to 127.0.0.1:4789,
+or to the host's own underlay address, which is a member's): it is dropped and counted as foreign.
 
 The sets are updated element by element when the overlay changes (no window without the
 filter, counters kept); a table whose structure differs from this one (a set, chain or rule
@@ -36,6 +56,7 @@ import ipaddress
 import json
 import os
 import sys
+from contextlib import contextmanager
 
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
 from ansible_collections.overlay.vxlan.plugins.module_utils._validate import InputError, OverlayError
@@ -46,14 +67,18 @@ SET_TYPES = {
     "members4": "ipv4_addr", "members6": "ipv6_addr",
     "bound4": ["ipv4_addr", "ether_addr"], "bound6": ["ipv6_addr", "ether_addr"],
     "unbound4": "ipv4_addr", "unbound6": "ipv6_addr",
+    "bgp_ports": "inet_service", "bgp4": "ipv4_addr", "bgp6": "ipv6_addr",
 }
-COUNTERS = ("foreign", "spoofed")
+COUNTERS = ("foreign", "spoofed", "bgp_foreign")
+# The BGP filter is data (set bgp_ports holds the port, or nothing): switching it on or off is an
+# element update, which keeps the table and its counters, like a change of members.
+BGP_PORT = 179
 # Before the usual filter priority (0), so a host firewall's accept cannot let a frame past us.
 BASE_CHAIN = {"type": "filter", "hook": "input", "prio": -10, "policy": "accept"}
 RULES = {
-    "input": ["udp dport @ports jump vxlan"],
+    "input": ["udp dport @ports jump vxlan", "tcp dport @bgp_ports jump bgp"],
     "vxlan": [
-        'iifname "lo" accept',
+        'iifname "lo" counter name foreign drop',
         "ip saddr . ether saddr @bound4 accept",
         "ip6 saddr . ether saddr @bound6 accept",
         "ip saddr @unbound4 accept",
@@ -61,6 +86,12 @@ RULES = {
         "ip saddr @members4 counter name spoofed drop",
         "ip6 saddr @members6 counter name spoofed drop",
         "counter name foreign drop",
+    ],
+    "bgp": [
+        'iifname "lo" counter name bgp_foreign drop',
+        "ip saddr @bgp4 accept",
+        "ip6 saddr @bgp6 accept",
+        "counter name bgp_foreign drop",
     ],
 }
 DIST_PACKAGES = ("/usr/lib/python3/dist-packages",)
@@ -97,21 +128,39 @@ def load_binding():
                        "(apt install nftables python3-nftables)")
 
 
-def enter_netns(netns: str | None) -> None:
-    """Move this (single-threaded, short-lived) process into a network namespace: libnftables
-    works in the namespace of the process that calls it."""
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int, what: str) -> None:
+    if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OverlayError("cannot enter network namespace %s: %s" % (what, os.strerror(code)))
+
+
+@contextmanager
+def in_netns(netns: str | None):
+    """Run the body inside a network namespace (libnftables works in the namespace of the
+    thread that calls it), then go back: the boot-time restore applies the allow-list of a
+    namespace first and builds everything else, in other namespaces, after it."""
     if not netns:
+        yield
         return
     path = netns if netns.startswith("/") else os.path.join("/run/netns", netns)
     if not os.path.exists(path):
         raise InputError("netns", netns, "network namespace does not exist")
-    fd = os.open(path, os.O_RDONLY)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        if ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:
-            code = ctypes.get_errno()
-            raise OverlayError("cannot enter network namespace %s: %s" % (netns, os.strerror(code)))
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            _setns(fd, netns)
+        finally:
+            os.close(fd)
+        try:
+            yield
+        finally:
+            _setns(home, "of this process")
     finally:
-        os.close(fd)
+        os.close(home)
 
 
 class Nft:
@@ -142,7 +191,12 @@ class Nft:
             if "No such file or directory" in err:
                 return None
             raise NftError("cannot read table %s %s: %s" % (FAMILY, table, err.strip()))
-        return json.loads(out)["nftables"]
+        try:
+            return json.loads(out)["nftables"]
+        except (ValueError, KeyError):
+            # e.g. nft 1.0.6 prints a table with `flags owner` (another process's) as broken JSON
+            raise NftError("cannot read table %s %s: nft's JSON output cannot be parsed (a table this module "
+                           "did not make, e.g. one owned by another process?): %.200s" % (FAMILY, table, out.strip())) from None
 
 
 # --- validating -------------------------------------------------------------------------------
@@ -152,7 +206,7 @@ def validate(params: dict) -> dict:
     if not all(c.isalnum() or c == "_" for c in table) or not table[0].isalpha() or len(table) > 64:
         raise InputError("table", table, "use letters, digits and '_', starting with a letter")
     wanted = {"table": table, "state": params.get("state") or "present", "bind_mac": params.get("bind_mac", True),
-              "ports": set(), "members": {}}
+              "ports": set(), "members": {}, "bgp_filter": bool(params.get("bgp_filter")), "bgp_peers": set()}
     for index, port in enumerate(params.get("ports") or []):
         wanted["ports"].add(v.port("ports[%d]" % index, port))
     for index, member in enumerate(params.get("members") or []):
@@ -164,6 +218,17 @@ def validate(params: dict) -> dict:
             raise InputError(field + ".address", address, "is listed twice")
         mac = member.get("mac")
         wanted["members"][address] = v.mac(field + ".mac", mac).lower() if mac else None
+    peers = params.get("bgp_peers") or []
+    if peers and not wanted["bgp_filter"]:
+        # Peers that would silently not be filtered: say so rather than do nothing with them.
+        raise InputError("bgp_peers", peers, "given while bgp_filter is false; set bgp_filter true to filter TCP port %d" % BGP_PORT)
+    for index, peer in enumerate(peers):
+        field = "bgp_peers[%d]" % index
+        # Compressed, as nft lists them, so the second run compares equal.
+        address = str(ipaddress.ip_address(v.unicast_ip(field, peer)))
+        if address in wanted["bgp_peers"]:
+            raise InputError(field, peer, "is listed twice")
+        wanted["bgp_peers"].add(address)
     return wanted
 
 
@@ -177,6 +242,10 @@ def wanted_sets(wanted: dict) -> dict[str, set]:
             sets["bound" + suffix].add((address, mac))
         else:
             sets["unbound" + suffix].add(address)
+    if wanted.get("bgp_filter"):
+        sets["bgp_ports"].add(BGP_PORT)
+        for address in wanted["bgp_peers"]:
+            sets["bgp6" if ":" in address else "bgp4"].add(address)
     return sets
 
 
@@ -224,7 +293,9 @@ def structure_ok(state: dict) -> bool:
         return False
     if set(state["counters"]) != set(COUNTERS) or set(state["chains"]) != set(RULES):
         return False
-    if state["chains"]["input"] != BASE_CHAIN or any(state["chains"]["vxlan"].values()):
+    if state["chains"]["input"] != BASE_CHAIN:
+        return False
+    if any(any(state["chains"][chain].values()) for chain in RULES if chain != "input"):  # regular chains: no hook
         return False
     return all(state["rules"].get(chain) == [rule_tag(rule) for rule in rules] for chain, rules in RULES.items())
 
@@ -250,7 +321,7 @@ def create_commands(table: str, sets: dict[str, set]) -> list[str]:
     cmds += ["add set %s %s { type %s; }" % (where, name, set_type(kind)) for name, kind in SET_TYPES.items()]
     cmds += ["add counter %s %s" % (where, name) for name in COUNTERS]
     cmds.append("add chain %s input { type filter hook input priority %d; policy accept; }" % (where, BASE_CHAIN["prio"]))
-    cmds.append("add chain %s vxlan" % where)
+    cmds += ["add chain %s %s" % (where, chain) for chain in RULES if chain != "input"]
     for chain, rules in RULES.items():
         cmds += ['add rule %s %s %s comment "%s"' % (where, chain, rule, rule_tag(rule)) for rule in rules]
     for name, values in sets.items():
@@ -276,7 +347,8 @@ def plan(wanted: dict, state: dict) -> list[str]:
 
 
 def view(state_or_wanted: dict, exists: bool, sets: dict | None = None) -> dict:
-    """The diff's view: ports and members (address, and the MAC it is bound to, if any)."""
+    """The diff's view: ports and members (address, and the MAC it is bound to, if any); the BGP
+    filter and its peers."""
     if not exists:
         return {"exists": False}
     members = {}
@@ -287,7 +359,9 @@ def view(state_or_wanted: dict, exists: bool, sets: dict | None = None) -> dict:
         for address, mac in sets.get(name, ()):
             members[address] = mac
     return {"exists": True, "ports": sorted(sets.get("ports", ())),
-            "members": [{"address": a, "mac": m} for a, m in sorted(members.items())]}
+            "members": [{"address": a, "mac": m} for a, m in sorted(members.items())],
+            "bgp_filter": BGP_PORT in sets.get("bgp_ports", ()),
+            "bgp_peers": sorted(set(sets.get("bgp4", ())) | set(sets.get("bgp6", ())))}
 
 
 # AnsibleModule's keyword arguments: the module, overlay_plan and overlay_state (the record the
@@ -300,6 +374,8 @@ SPEC = dict(
         )),
         ports=dict(type="list", elements="int", default=[4789]),
         bind_mac=dict(type="bool", default=True),
+        bgp_filter=dict(type="bool", default=False),
+        bgp_peers=dict(type="list", elements="str", default=[]),
         table=dict(type="str", default="overlay_vxlan"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         netns=dict(type="str"),
@@ -311,7 +387,11 @@ SPEC = dict(
 def manage(module) -> dict:
     """Bring the table to the wanted state; the module's (or a Runner's) params and check mode."""
     wanted = validate(module.params)
-    enter_netns(module.params.get("netns"))
+    with in_netns(module.params.get("netns")):
+        return _manage(module, wanted)
+
+
+def _manage(module, wanted: dict) -> dict:
     try:
         nft = Nft()
     except OverlayError:
@@ -324,6 +404,9 @@ def manage(module) -> dict:
     if wanted["state"] == "present" and wanted["bind_mac"] and unbound:
         module.warn("VTEP allow-list table %s: no underlay MAC known for %s; accepted by source address alone, "
                     "so frames spoofing these addresses are not refused" % (wanted["table"], ", ".join(unbound)))
+    if wanted["state"] == "present" and wanted["bgp_filter"] and not wanted["bgp_peers"]:
+        module.warn("VTEP allow-list table %s: bgp_filter without bgp_peers drops every BGP connection to this host"
+                    % wanted["table"])
     if cmds:
         # check mode: the kernel still checks the transaction (nft --check), and nothing is applied
         nft.run("\n".join(cmds) + "\n", dry_run=module.check_mode)

@@ -61,6 +61,17 @@ options:
     type: list
     elements: str
     version_added: 0.2.0
+  mac:
+    description:
+      - The bridge's MAC address, what C(ip link set br1 address 02:00:64:00:00:fe) does; a unicast MAC,
+        any case and separator (C(02-00-64-00-00-FE)), compared in lower-case colon form.
+      - Pinned this way, the MAC stays when ports come and go. Left to the kernel, a bridge takes the
+        smallest MAC of its ports, and changes it when that port leaves - EVPN peers that learned the
+        bridge's MAC (its SVI's type-2 route, the gateway MAC the VMs ARP for) are then wrong until they
+        learn it again.
+      - Left out, the MAC is not managed (and not reported).
+    type: str
+    version_added: 0.2.0
 extends_documentation_fragment:
   - overlay.vxlan.netlink
 author:
@@ -89,6 +100,11 @@ EXAMPLES = r"""
     name: br1
     mtu: 1450
     addresses: [100.0.0.254/24]
+
+- name: A pinned MAC (ip link set br1 address 02:00:64:00:00:fe), kept when ports come and go
+  overlay.vxlan.linux_bridge:
+    name: br1
+    mac: 02:00:64:00:00:fe
 
 - name: Remove it (tap1 and vxlan0 are released, not deleted)
   overlay.vxlan.linux_bridge:
@@ -128,6 +144,10 @@ bridge:
       description: The bridge's addresses (CIDR; IPv4 first, IPv6 link-local left out).
       type: list
       elements: str
+    mac:
+      description: The bridge's MAC (lower-case), when the task manages it (O(mac) given).
+      type: str
+      returned: when O(mac) is given
   sample:
     name: br1
     mtu: 1500

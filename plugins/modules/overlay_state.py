@@ -21,7 +21,13 @@ description:
     namespace with its veth pair, a vxlan device, a bridge) is removed from the kernel first, by
     the modules' own absent code. That is how an endpoint that left the inventory leaves its host.
   - O(state=absent) removes everything the record lists, then the record, the code and the script.
-  - The record is rewritten only when its content differs, so a converged host reports no change.
+  - The record is rewritten only when its content (or its mode, 0600) differs, so a converged host
+    reports no change. It is written to a temporary file, flushed, and renamed over the old one
+    (then the directory is flushed); after a crash it is the old record or the new one, whole.
+  - A record that is there but damaged (empty, torn, not JSON, not what this module writes) is an
+    error naming the file and what is wrong, and nothing is changed; pruning and removal go by it,
+    so it is never taken for "nothing recorded". With O(prune=false) it is replaced (with a
+    warning). The boot restore refuses it as well and restores nothing.
 options:
   path:
     description: Directory of the record, the code and C(restore.py).
@@ -35,7 +41,9 @@ options:
     choices: [present, absent]
     default: present
   prune:
-    description: Remove what an earlier record lists and this one does not.
+    description:
+      - Remove what an earlier record lists and this one does not.
+      - V(false) also replaces a damaged record instead of failing on it.
     type: bool
     default: true
 requirements:
@@ -53,6 +61,8 @@ attributes:
     support: full
     description: A second run with the same lists reports no change.
 notes:
+  - The restore checks the whole record before it applies any of it; a damaged record makes it
+    restore nothing and exit with status 2.
   - The restore runs the record in build order (bridges, VM namespaces, vxlan devices, fdb,
     neighbours); an item that fails does not stop the others, and the unit fails so that
     C(systemctl status overlay-vxlan) shows it.
@@ -118,12 +128,20 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.overlay.vxlan.plugins.module_utils._netlink import require_pyroute2, run_module
 from ansible_collections.overlay.vxlan.plugins.module_utils._overlay_state import SPEC, manage
+from ansible_collections.overlay.vxlan.plugins.module_utils._record import RecordError
 
 
 def main() -> None:
     module = AnsibleModule(**SPEC)
     require_pyroute2(module)
-    run_module(module, lambda: manage(module))
+
+    def body() -> dict:
+        try:
+            return manage(module)
+        except RecordError as exc:  # a damaged record: named, and nothing changed
+            module.fail_json(msg=exc.msg, changed=False, path=exc.path)
+
+    run_module(module, body)
 
 
 if __name__ == "__main__":

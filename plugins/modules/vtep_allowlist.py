@@ -17,8 +17,16 @@ description:
     shared L2 underlay); a datagram carrying a member's address from another MAC is dropped and
     counted as C(spoofed). Without a MAC (or with O(bind_mac=false), for a routed underlay, where
     every datagram arrives from a router's MAC) the member is accepted by source address alone.
-  - Everything else sent to the ports is dropped and counted as C(foreign). Traffic to other
-    ports, and the host's other nftables tables, are not touched.
+  - Everything else sent to the ports is dropped and counted as C(foreign), also what arrives
+    over the loopback device C(lo). The kernel never sends VXLAN over it, so only a local
+    process can (any user may send to C(127.0.0.1:4789), or to the host's own underlay address,
+    a member's). Traffic to other ports, and the host's other nftables tables, are not touched.
+  - With O(bgp_filter) (vxlan_mode=evpn), TCP segments to port 179 (BGP) are accepted only from the
+    O(bgp_peers), the addresses this host's bgpd is configured to peer with; the rest, also what
+    arrives over C(lo), is dropped and counted as C(bgp_foreign), so no other host gets a TCP
+    connection to bgpd at all. Only the destination port is matched, so the replies to the
+    sessions this host opens itself (source port 179) pass without conntrack state. Without
+    O(bgp_filter) TCP port 179 is not filtered.
   - The table's sets are updated element by element when the members change (no moment without
     the filter, counters kept); a table whose sets, chains or rules were changed by hand is
     replaced in the same transaction.
@@ -41,6 +49,22 @@ options:
     type: list
     elements: int
     default: [4789]
+  bgp_filter:
+    description:
+      - Filter TCP port 179 (BGP) too, accepting only the O(bgp_peers).
+      - V(false) leaves BGP alone (every mode but evpn); O(bgp_peers) must then be empty.
+      - Switching it on or off updates the table's sets in place (counters kept).
+    type: bool
+    default: false
+  bgp_peers:
+    description:
+      - The addresses allowed to connect to TCP port 179 (IPv4 and IPv6 may be mixed), the
+        neighbours of this host's bgpd.
+      - Role overlay.vxlan.allowlist passes the peers role overlay.vxlan.evpn configures (filter
+        C(overlay.vxlan.evpn_peers)). Empty with O(bgp_filter) drops every BGP connection, with a warning.
+    type: list
+    elements: str
+    default: []
   bind_mac:
     description:
       - Bind each member's address to its O(members[].mac). A member without a MAC is then
@@ -69,7 +93,7 @@ attributes:
     description: Computes C(changed) and the diff; the transaction is checked by the kernel (C(nft --check)) and not applied.
   diff_mode:
     support: full
-    description: Returns the ports and members before and after.
+    description: Returns the ports, members, BGP filter and BGP peers before and after.
   idempotent:
     support: full
     description: A second run with the same parameters reports no change.
@@ -98,6 +122,13 @@ EXAMPLES = r"""
     bind_mac: false
     members: [{address: "2001:db8:1::2"}, {address: "2001:db8:2::3"}]
 
+- name: EVPN - also accept BGP only from the route reflectors
+  overlay.vxlan.vtep_allowlist:
+    members: [{address: 192.168.1.2}, {address: 192.168.1.3}, {address: 192.168.1.4}]
+    bind_mac: false
+    bgp_filter: true
+    bgp_peers: [192.168.1.10, 192.168.1.11]
+
 - name: Remove the allow-list
   overlay.vxlan.vtep_allowlist:
     state: absent
@@ -113,7 +144,7 @@ counters:
   description: The drop counters after the task (before it, in check mode); empty when absent.
   returned: success
   type: dict
-  sample: {foreign: {packets: 3, bytes: 354}, spoofed: {packets: 1, bytes: 118}}
+  sample: {foreign: {packets: 3, bytes: 354}, spoofed: {packets: 1, bytes: 118}, bgp_foreign: {packets: 2, bytes: 120}}
 commands:
   description: The nftables commands of the one transaction applied (or, in check mode, checked).
   returned: success

@@ -166,6 +166,9 @@ class Host:
             "backend": self.net.backend,
             "networks": [{"name": "blue", "vni": 100, "vxlan_dev": "vxlan0", "bridge": "br1"}],
             "local_endpoints": [vm.local_config() for vm in local],
+            # every host of the bed and its VTEP, as the role renders the inventory's (no
+            # endpoint owners: the move tests move VMs without re-rendering every config)
+            "inventory": {"vteps": {host.name: [host.ip] for host in self.net.hosts}},
             "etcd": {"endpoints": ["http://%s:2379" % CTL_IP], "prefix": self.net.prefix, "lease_ttl": self.net.lease_ttl,
                      "timeout": 1.0},
             "file": {"path": str(self.net.map_path), "poll_interval": 0.1},

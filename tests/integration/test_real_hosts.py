@@ -3,7 +3,10 @@
 
 One machine lab (inventories/machines, random lab name) for the whole file; the tests run in
 file order and build on each other: check mode on fresh hosts, static converge, idempotence,
-a reboot that brings the overlay back without Ansible, DOVE with the agent and etcd under
+a reboot that brings the overlay back without Ansible (the VTEP allow-list first), the
+allow-list back after nftables.service restarts and reloads (its ruleset begins with `flush
+ruleset`), a reboot without python3-nftables that brings no vxlan device up (fail closed), DOVE
+with the agent and etcd under
 systemd, EVPN with FRR under systemd (frr.service on the VTEPs and the route reflector ctl, a
 reboot, the switch back to static leaving nothing of FRR), teardown. The machine's own network
 namespace is compared before and after.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 import time
 
@@ -36,10 +40,24 @@ REFLECTOR = ("ctl", "192.168.1.10")
 FLOOD = "00:00:00:00:00:00"
 # FRR's files in /etc/frr that the package ships (conffiles) and the evpn role writes over.
 FRR_FILES = ("daemons", "vtysh.conf", "frr.conf")
+# Debian's python3-pyroute2 (0.7.2, too old for the collection) where the package puts it: h2 gets
+# this stand-in (the hosts have no internet to install the package), the other hosts stay without.
+DEBIAN_PYROUTE2 = "/usr/lib/python3/dist-packages/pyroute2"
+DEBIAN_PYROUTE2_STANDIN = "__version__ = '0.7.2'  # stands in for Debian 12's python3-pyroute2\n"
+# What older versions of the pyroute2 role left: every program on the host got the collection's pyroute2.
+OLD_PTH = "/usr/local/lib/python3.11/dist-packages/overlay-vxlan.pth"
+PYROUTE2_SEEN = "/usr/bin/python3 -c 'import pyroute2; print(pyroute2.__version__, pyroute2.__file__)' 2>&1; true"
+# What the boot restore (and the modules) import: the code overlay_state wrote beside the record.
+PYROUTE2_OURS = ("/usr/bin/python3 -c 'import sys; sys.path.insert(0, \"/var/lib/overlay-vxlan/lib\"); "
+                 "from ansible_collections.overlay.vxlan.plugins.module_utils import _netlink as n; "
+                 "print(n.pyroute2.__version__, n.pyroute2.__file__)'")
 # Everything the collection may leave on a host, and that teardown must remove.
 OURS = ("/var/lib/overlay-vxlan", "/usr/local/lib/overlay-vxlan", "/run/overlay-vxlan", "/etc/overlay-vxlan",
         "/etc/systemd/system/overlay-vxlan.service", "/etc/systemd/system/overlay-vxlan-agent.service",
-        "/usr/local/lib/python3.11/dist-packages/overlay-vxlan.pth")
+        "/etc/systemd/system/overlay-vxlan-allowlist.service",
+        "/etc/systemd/system/nftables.service.wants/overlay-vxlan-allowlist.service",
+        OLD_PTH)
+PROBE = ROOT / "tests" / "vxlan_probe.py"
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +102,8 @@ def test_fresh_hosts_have_nothing_of_ours(machines):
         # Debian's own Python, and no pyroute2 on it: the collection has to bring it.
         probe = machines.ssh(host, "/usr/bin/python3 -c 'import pyroute2' 2>&1; echo rc=$?").stdout
         assert "rc=1" in probe and "No module named 'pyroute2'" in probe, probe
+    machines.ssh("h2", "mkdir -p %s && printf %%s %s > %s/__init__.py" % (DEBIAN_PYROUTE2, shlex.quote(DEBIAN_PYROUTE2_STANDIN),
+                                                                        DEBIAN_PYROUTE2))
 
 
 def test_check_mode_on_fresh_hosts_shows_the_changes_and_changes_nothing(machines):
@@ -96,16 +116,70 @@ def test_check_mode_on_fresh_hosts_shows_the_changes_and_changes_nothing(machine
 
 
 def test_static_converges_over_ssh_and_a_second_run_changes_nothing(machines):
+    machines.ssh("h3", "echo /usr/local/lib/overlay-vxlan/python > %s" % OLD_PTH)  # as an older version left it
     first = machines.playbook(SITE)
     assert all(changed(first)[host] > 0 for host in OVERLAY), first.stdout[-2000:]
     assert "h2 100.0.0.3 (blue)        ok         -          ok" in first.stdout, first.stdout[-3000:]
     for host in OVERLAY:
         assert {"br1", "tap1", "vxlan0"} <= links(machines, host)
         assert machines.ssh(host, "systemctl is-enabled overlay-vxlan").stdout.strip() == "enabled"
-        pyroute2 = machines.ssh(host, "/usr/bin/python3 -c 'import pyroute2; print(pyroute2.__version__, pyroute2.__file__)'").stdout
-        assert pyroute2.startswith("0.9.") and "/usr/local/lib/overlay-vxlan/python/" in pyroute2, pyroute2
+        unit = machines.ssh(host, "systemctl is-enabled overlay-vxlan-allowlist; systemctl is-active overlay-vxlan-allowlist")
+        assert unit.stdout.split() == ["enabled", "active"], unit.stdout
+        # The collection's pyroute2 is the collection's: the host's Python outside it imports the
+        # distribution's (h2) or none, as before; no .pth file (h3's, of an older version, is gone).
+        seen = machines.ssh(host, PYROUTE2_SEEN).stdout
+        if host == "h2":
+            assert seen == "0.7.2 %s/__init__.py\n" % DEBIAN_PYROUTE2, seen
+        else:
+            assert "No module named 'pyroute2'" in seen, (host, seen)
+        assert machines.ssh(host, "grep -l overlay-vxlan /usr/local/lib/python3*/dist-packages/*.pth "
+                                  "/usr/lib/python3/dist-packages/*.pth 2>/dev/null; true").stdout == "", host
+        ours = machines.ssh(host, PYROUTE2_OURS).stdout
+        assert ours.startswith("0.9.") and ours.split()[1] == "/usr/local/lib/overlay-vxlan/python/pyroute2/__init__.py", ours
     second = machines.playbook(SITE)
     assert nothing_changed(second), second.stdout[-3000:]
+
+
+def tables(lab, host: str) -> list[str]:
+    return lab.ssh(host, "nft list tables").stdout.splitlines()
+
+
+def foreign_probe(lab) -> tuple[list[str], int]:
+    """ctl (not in the overlay) sends h1 3 VXLAN datagrams (VNI 100, an inner UDP datagram to
+    h1's VM): what the VM received, and h1's `foreign` drop counter afterwards (-1: no table)."""
+    lab.ssh("h1", "rm -f /root/got; setsid nohup ip netns exec ns1 python3 /root/vxlan_probe.py listen --timeout 3 "
+                  ">/root/got 2>&1 </dev/null &")
+    lab.ssh("h1", "for i in $(seq 50); do grep -q listening /root/got && exit 0; sleep 0.1; done; exit 1")
+    lab.ssh("ctl", "python3 /root/vxlan_probe.py send --vtep %s --vni 100 --dst-mac %s --dst-ip %s --marker foreign"
+                   % (VTEPS["h1"], vm_mac(VMS["h1"]), VMS["h1"]))
+    got = lab.ssh("h1", "while pgrep -f '[v]xlan_probe.py listen' >/dev/null; do sleep 0.1; done; cat /root/got").stdout
+    listed = lab.ssh("h1", "nft -j list counters table inet overlay_vxlan", check=False)
+    counters = {c["counter"]["name"]: c["counter"]["packets"] for c in json.loads(listed.stdout or '{"nftables": []}')["nftables"]
+                if "counter" in c}
+    return sorted(set(got.split()) - {"listening"}), counters.get("foreign", -1)
+
+
+def test_nftables_service_restart_and_reload_bring_the_allowlist_back(machines):
+    machines.ansible("h1:ctl", "ansible.builtin.copy", "src=%s dest=/root/vxlan_probe.py mode=0644" % PROBE)
+    was_active = machines.ssh("h1", "systemctl is-active nftables", check=False).stdout.strip() == "active"
+    try:
+        # Without the table the probe reaches the VM: the checks below can fail.
+        machines.ssh("h1", "nft delete table inet overlay_vxlan")
+        assert foreign_probe(machines) == (["foreign"], -1)
+        # Debian's /etc/nftables.conf: `flush ruleset`, then its own table inet filter.
+        for action in ("restart", "reload"):
+            machines.ssh("h1", "systemctl %s nftables" % action)
+            assert {"table inet filter", "table inet overlay_vxlan"} <= set(tables(machines, "h1")), action
+            assert foreign_probe(machines) == ([], 3), action  # a new table: its counter counts from 0
+        journal = machines.ssh("h1", "journalctl -u overlay-vxlan-allowlist --no-pager -o cat").stdout
+        assert journal.count("restored vtep_allowlist inet overlay_vxlan") >= 2, journal
+        assert_vms_reach_each_other(machines, hosts=("h1",))
+    finally:
+        if not was_active:  # stopping it flushes the ruleset (and stops the unit): put the table back
+            machines.ssh("h1", "systemctl stop nftables; systemctl start overlay-vxlan-allowlist")
+        machines.ssh("h1", "rm -f /root/vxlan_probe.py /root/got")
+        machines.ssh("ctl", "rm -f /root/vxlan_probe.py")
+    assert "table inet overlay_vxlan" in tables(machines, "h1")
 
 
 def reboot_and_read_the_restore(machines, host: str) -> str:
@@ -117,15 +191,39 @@ def reboot_and_read_the_restore(machines, host: str) -> str:
 
 
 def test_a_rebooted_host_has_its_overlay_back_before_any_converge(machines):
+    # h2 has Debian's older pyroute2 (its stand-in): the restore takes the collection's own.
     journal = reboot_and_read_the_restore(machines, "h2")
     # bridge, VM pair, vxlan0, its fdb and neighbour tables, the allow-list; br1's own neighbour
     # table (exact, empty outside evpn) is as wanted on a fresh bridge.
     assert "7 item(s), 6 restored, 1 already as wanted, 0 failed" in journal, journal
-    # The VTEP allow-list is part of the record: filtering is back before any converge too.
-    assert "overlay_vxlan" in machines.ssh("h2", "nft list tables").stdout
+    # The VTEP allow-list is part of the record, and restored first: filtering is back before
+    # any vxlan device, and before any converge.
+    restored = [line.split(": restored ", 1)[1] for line in journal.splitlines() if ": restored " in line]
+    assert restored[0] == "vtep_allowlist inet overlay_vxlan" and "vxlan_link vxlan0" in restored, journal
+    assert "table inet overlay_vxlan" in tables(machines, "h2")
+    assert machines.ssh("h2", "systemctl is-active overlay-vxlan-allowlist").stdout.strip() == "active"
     assert_vms_reach_each_other(machines)  # no Ansible has run on h2 since it booted
     after = machines.playbook(SITE)
     assert nothing_changed(after), after.stdout[-3000:]
+
+
+def test_a_host_that_cannot_apply_the_allowlist_at_boot_brings_no_vxlan_device_up(machines):
+    binding = "/usr/lib/python3/dist-packages/nftables"
+    machines.ssh("h2", "mv %s /root/nftables.hidden" % binding)  # python3-nftables "missing"
+    try:
+        journal = reboot_and_read_the_restore(machines, "h2")
+        assert "vxlan0" not in links(machines, "h2") and {"br1", "tap1"} <= links(machines, "h2"), journal
+        assert "table inet overlay_vxlan" not in tables(machines, "h2")
+        assert ("FAILED vtep_allowlist inet overlay_vxlan: the nftables Python binding is missing on this host: install "
+                "python3-nftables (apt install nftables python3-nftables); no VXLAN device is brought up until it is in "
+                "place (fail closed)") in journal, journal
+        assert "FAILED vxlan_link vxlan0: not applied, the VTEP allow-list is not in place" in journal, journal
+        assert machines.ssh("h2", "systemctl is-failed overlay-vxlan", check=False).stdout.strip() == "failed"
+    finally:
+        machines.ssh("h2", "if [ -e /root/nftables.hidden ]; then mv /root/nftables.hidden %s; fi" % binding)
+    machines.ssh("h2", "systemctl restart overlay-vxlan overlay-vxlan-allowlist")
+    assert "vxlan0" in links(machines, "h2") and "table inet overlay_vxlan" in tables(machines, "h2")
+    assert_vms_reach_each_other(machines)
 
 
 @pytest.mark.parametrize("mode", ["flood", "multicast"])
@@ -141,8 +239,23 @@ def test_dove_under_systemd_and_an_agent_killed_comes_back(machines):
     machines.playbook(DOVE)
     for host in OVERLAY:
         assert machines.ssh(host, "systemctl is-active overlay-vxlan-agent").stdout.strip() == "active"
+        # etcd authentication is on by default: each agent logged in as its host's etcd user
+        # (the hardened unit can read the password file, 0600 root, as it reads its key)
+        journal = machines.ssh(host, "journalctl -u overlay-vxlan-agent -o cat --no-pager").stdout
+        assert "authenticated as %s" % host in journal, journal[-2000:]
     assert machines.ssh("ctl", "systemctl is-active etcd").stdout.strip() == "active"
     assert_vms_reach_each_other(machines)
+    # The hardened unit (docs/security.md, "The DOVE agent") does the job: every answered miss
+    # installed (no kernel error), each announced (AF_PACKET with CAP_NET_RAW), every genuine
+    # record believed; and the process holds no capability beyond the two it uses.
+    for host in OVERLAY:
+        metrics = json.loads(machines.ssh(host, "cat /run/overlay-vxlan-agent/metrics.json").stdout)
+        counters = metrics["counters"]
+        assert counters["misses_answered"] > 0 and counters["announcements_sent"] > 0, counters
+        assert counters["kernel_errors"] == 0 and counters["records_untrusted"] == 0 and counters["records_rejected"] == 0, counters
+        caps = machines.ssh(host, "grep CapBnd /proc/$(systemctl show -p MainPID --value overlay-vxlan-agent)/status").stdout.split()[-1]
+        assert int(caps, 16) == (1 << 12) | (1 << 13), caps  # CAP_NET_ADMIN, CAP_NET_RAW
+    print(machines.ssh("h1", "systemd-analyze security overlay-vxlan-agent | tail -1").stdout)
     again = machines.playbook(DOVE)
     assert all(count == 0 for count in changed(again).values()), again.stdout[-3000:]
 
@@ -289,6 +402,9 @@ def test_teardown_leaves_nothing_and_a_second_one_changes_nothing(machines):
         assert links(machines, host) == {"lo", "eth0"}
         assert present(machines, host) == [], present(machines, host)
         assert machines.ssh(host, "ls /run/netns 2>/dev/null; true").stdout.split() == []
+        assert "table inet overlay_vxlan" not in tables(machines, host)
+    # Debian's own pyroute2 is not the collection's to remove.
+    assert machines.ssh("h2", PYROUTE2_SEEN).stdout == "0.7.2 %s/__init__.py\n" % DEBIAN_PYROUTE2
     assert machines.ssh("ctl", "systemctl is-active etcd", check=False).stdout.strip() == "inactive"
     again = machines.playbook(TEARDOWN)
     assert all(count == 0 for count in changed(again).values()), again.stdout[-3000:]

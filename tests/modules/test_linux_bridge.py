@@ -247,6 +247,62 @@ def test_refused_address_is_rolled_back(ns):
     assert addresses(ns) == ["100.0.0.254/24"]
 
 
+def link_mac(ns, name="br1"):
+    return ip_json(ns.name, "link", "show", "dev", name)[0]["address"]
+
+
+def add_port_with_mac(ns, name, mac):
+    ns_exec(ns.name, "ip", "link", "add", name, "address", mac, "type", "veth", "peer", "name", name + "p")
+    ns_exec(ns.name, "ip", "link", "set", name, "master", "br1")
+
+
+def test_mac_pinned_check_apply_idempotent_and_kept_when_a_port_joins(ns):
+    """A pinned MAC (written as an operator might: dashes, upper case) is set and stays when a port
+    with a smaller MAC joins; the control bridge, left to the kernel, takes that port's MAC."""
+    before = state_dump(ns.name)
+    args = {"name": "br1", "mac": "02-00-64-00-00-FE"}
+    check = run(ns, check=True, **args)
+    assert check["changed"] is True and check["diff"]["after"]["mac"] == "02:00:64:00:00:fe", check
+    assert_unchanged(before, state_dump(ns.name))
+
+    applied = run(ns, **args)
+    assert applied["changed"] is True and applied["bridge"]["mac"] == "02:00:64:00:00:fe", applied
+    assert link_mac(ns) == "02:00:64:00:00:fe"
+    assert applied["bridge"] == check["diff"]["after"]
+    add_port_with_mac(ns, "tap1", "02:00:00:00:00:01")
+    assert link_mac(ns) == "02:00:64:00:00:fe"
+    assert run(ns, check=True, **args)["changed"] is False
+    again = run(ns, **args)
+    assert again["changed"] is False and again["diff"]["before"] == again["diff"]["after"], again
+
+    # The control: a bridge whose MAC nobody set follows its smallest port.
+    run(ns, name="br2")
+    ns_exec(ns.name, "ip", "link", "add", "tap2", "address", "02:00:00:00:00:02", "type", "veth", "peer", "name", "tap2p")
+    ns_exec(ns.name, "ip", "link", "set", "tap2", "master", "br2")
+    assert link_mac(ns, "br2") == "02:00:00:00:00:02"
+    # Left out, the MAC is neither managed nor reported.
+    left_out = run(ns, name="br2")
+    assert left_out["changed"] is False and "mac" not in left_out["bridge"], left_out
+    # Given later, it is set on the existing bridge and sticks.
+    pinned = run(ns, name="br2", mac="02:00:64:00:00:fd")
+    assert pinned["changed"] is True and pinned["diff"]["before"]["mac"] == "02:00:00:00:00:02", pinned
+    assert link_mac(ns, "br2") == "02:00:64:00:00:fd"
+    ns_exec(ns.name, "ip", "link", "set", "tap2", "nomaster")
+    assert link_mac(ns, "br2") == "02:00:64:00:00:fd"
+
+
+def test_refused_change_puts_the_mac_back(ns):
+    """A MAC change followed by an address the kernel refuses: the MAC is the old one again."""
+    run(ns, name="br1", mac="02:00:64:00:00:fe", addresses=["100.0.0.254/24"])
+    ns_exec(ns.name, "sysctl", "-q", "-w", "net.ipv6.conf.br1.disable_ipv6=1")
+    before = state_dump(ns.name)
+    result = run(ns, name="br1", mac="02:00:64:00:00:fc", addresses=["100.0.0.254/24", "2001:db8:100::fe/64"])
+    assert result.get("failed") is True and result["changed"] is False, result
+    assert "rolled back" in result["msg"] and "ROLLBACK INCOMPLETE" not in result["msg"], result["msg"]
+    assert link_mac(ns) == "02:00:64:00:00:fe"
+    assert_unchanged(before, state_dump(ns.name))
+
+
 def test_existing_non_bridge_is_never_touched(underlay):
     before = state_dump(underlay.name)
     for state in ("present", "absent"):
@@ -286,6 +342,10 @@ BAD_INPUTS = [
     ({"name": "br1", "addresses": ["fe80::1/64"]}, "addresses[0]", "fe80::1/64"),
     ({"name": "br1", "addresses": ["100.0.0.254/24", "100.0.0.254/25"]}, "addresses[1]", "100.0.0.254/25"),
     ({"name": "br1", "mtu": 1200, "addresses": ["2001:db8::1/64"]}, "mtu", "1200"),
+    ({"name": "br1", "mac": "01:00:5e:00:00:01"}, "mac", "01:00:5e:00:00:01"),
+    ({"name": "br1", "mac": "ff:ff:ff:ff:ff:ff"}, "mac", "ff:ff:ff:ff:ff:ff"),
+    ({"name": "br1", "mac": "00:00:00:00:00:00"}, "mac", "00:00:00:00:00:00"),
+    ({"name": "br1", "mac": "02:00:64:00:00"}, "mac", "02:00:64:00:00"),
 ]
 
 

@@ -330,6 +330,8 @@ BAD_INPUTS = [
     ({"name": "tap 1"}, "name", "tap 1"),
     ({"name": ""}, "name", "''"),
     ({"name": "tap%d"}, "name", "tap%d"),
+    ({"name": "tap$1"}, "name", "tap$1"),  # names reach shell commands: the safe-name rule
+    ({"peer": "-tap2"}, "peer", "-tap2"),
     ({"peer": "tap-0123456789ab"}, "peer", "tap-0123456789ab"),
     ({"peer": "tap:2"}, "peer", "tap:2"),
     ({"peer": "lo"}, "peer", "lo"),
@@ -379,6 +381,24 @@ def test_bad_input_fails_cleanly(host, vmns, args, field, value):
     assert "Traceback" not in result["_stderr"] and "exception" not in result, result
     assert_unchanged(before, state_dump(host.name))
     assert vm not in netns.listnetns(), "the VM namespace was created despite bad input"
+
+
+@pytest.mark.parametrize("template", ["-{}", ".{}", "{};true", "{}$(id)", "{}`id`", "{}..x"])
+def test_unsafe_namespace_name_is_refused_and_nothing_is_created(host, template):
+    """A VM namespace is a file under /run/netns and a word in shell commands (ip netns exec, the
+    verify role's ping matrix): a name an option, a path or a shell would read differently is refused."""
+    name = template.format(unique("ovxt-vm"))
+    try:
+        before = state_dump(host.name)
+        result = run_module(MODULE, {"netns": host.name, "namespace": name, "name": "tap1", "peer": "tap2"})
+        assert result.get("failed") is True and result["changed"] is False, result
+        assert "namespace=%r: is not a valid namespace name: " % name in result["msg"], result["msg"]
+        assert "Traceback" not in result["_stderr"]
+        assert_unchanged(before, state_dump(host.name))
+        assert name not in netns.listnetns(), "the namespace was created"
+    finally:
+        if name in netns.listnetns():
+            netns.remove(name)
 
 
 def test_namespace_equal_to_netns_is_refused(host):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from _assertions import differences
+from _assertions import differences, warning_texts
 from _settled import state_dump
 from helpers import ROOT, ip_json, ns_exec, run_module, unique
 from pyroute2 import netns
@@ -159,3 +159,116 @@ def test_restore_script_does_not_import_ansible(underlay, vm, tmp_path):
     result = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert str(ROOT) not in open(os.path.join(path, "restore.py")).read()
+
+
+def test_the_record_is_private_to_root_and_an_older_0644_one_is_rewritten_0600(underlay, vm, tmp_path):
+    path = str(tmp_path / "state")
+    args = dict(lists(underlay.name, vm), path=path)
+    assert run_module(MODULE, args)["changed"] is True
+    record = os.path.join(path, "state.json")
+    assert oct(os.stat(record).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(os.path.join(path, "restore.py")).st_mode & 0o777) == "0o644"
+    assert [name for name in os.listdir(path) if name.startswith(".tmp-")] == [], "a temporary file was left"
+    os.chmod(record, 0o644)  # as an older version wrote it
+    again = run_module(MODULE, args)
+    assert again["changed"] is True and again["files"] == ["state.json"], again
+    assert oct(os.stat(record).st_mode & 0o777) == "0o600"
+    assert run_module(MODULE, args)["changed"] is False
+
+
+def _recorded_options(path: str) -> dict:
+    return json.loads(open(os.path.join(path, "state.json")).read())
+
+
+# A damaged record, as a crash, a full disk or a hand edit leaves it, and what it is named for.
+DAMAGED = {
+    "empty": (lambda good: b"", "is empty (0 bytes)"),
+    "blanks": (lambda good: b"\n  \n", "is empty (4 bytes)"),
+    "torn": (lambda good: good[: len(good) // 2], "is not valid JSON ("),
+    "not json": (lambda good: b"format = 1\n", "is not valid JSON (Expecting value: line 1 column 1"),
+    "not utf-8": (lambda good: b"\xff\xfe{}", "is not UTF-8 text (byte 0 of 4)"),
+    "a list": (lambda good: b"[]", "holds a JSON list, not a record"),
+    "other format": (lambda good: json.dumps(dict(json.loads(good), format=2)).encode(), "has format 2; this code reads format 1"),
+    "no resources": (lambda good: b'{"format": 1}', "has no resources object (resources=None)"),
+    "unknown resource": (lambda good: json.dumps(dict(json.loads(good), resources={"iptables": []})).encode(),
+                         "lists resources.iptables, which is none of linux_bridge"),
+    "item not an object": (lambda good: json.dumps(dict(json.loads(good), resources={"linux_bridge": ["br1"]})).encode(),
+                           "has a resources.linux_bridge[0] that is not an object"),
+}
+
+
+@pytest.fixture
+def damaged_record(underlay, vm, tmp_path):
+    """A record written by the module (with its restore.py), and a function that damages it."""
+    path = str(tmp_path / "state")
+    assert run_module(MODULE, dict(lists(underlay.name, vm), path=path))["changed"] is True
+    record = os.path.join(path, "state.json")
+    good = open(record, "rb").read()
+
+    def damage(case: str) -> tuple[bytes, str]:
+        spoil, reason = DAMAGED[case]
+        data = spoil(good)
+        with open(record, "wb") as handle:
+            handle.write(data)
+        return data, reason
+
+    return path, record, damage
+
+
+def test_a_damaged_record_restores_nothing_and_the_restore_fails(underlay, damaged_record):
+    path, record, damage = damaged_record
+    for case in DAMAGED:
+        _data, reason = damage(case)
+        result = restore(path)
+        assert result.returncode == 2, (case, result)
+        assert result.stderr.startswith("overlay-vxlan-restore: %s %s" % (record, reason)), (case, result.stderr)
+        assert "nothing restored" in result.stderr and "Traceback" not in result.stderr, (case, result.stderr)
+        assert links(underlay.name) == {"lo", "eth0", "eth0-peer"}, case
+
+
+def test_a_record_with_one_bad_item_restores_nothing_not_half(underlay, damaged_record):
+    """The bridge item is fine, the vxlan device's lacks its VNI: checked whole first, so not
+    even the bridge is built."""
+    path, record, _damage = damaged_record
+    document = _recorded_options(path)
+    vni = document["resources"]["vxlan_link"][0].pop("vni")
+    open(record, "w").write(json.dumps(document))
+    result = restore(path)
+    assert result.returncode == 2, result
+    assert "%s has a resources.vxlan_link[0] without vni; nothing restored" % record in result.stderr, result.stderr
+    assert links(underlay.name) == {"lo", "eth0", "eth0-peer"}
+    document["resources"]["vxlan_link"][0]["vni"] = vni
+    document["resources"]["ip_neigh"][0]["colour"] = "blue"  # an option no module has
+    open(record, "w").write(json.dumps(document))
+    result = restore(path)
+    assert result.returncode == 2 and "has a resources.ip_neigh[0] with unknown colour" in result.stderr, result.stderr
+    assert links(underlay.name) == {"lo", "eth0", "eth0-peer"}
+
+
+def test_a_damaged_record_stops_the_converge_and_nothing_is_pruned(underlay, vm, damaged_record):
+    """Pruning goes by the record: taken for "nothing recorded", a damaged one would let the VM
+    that left the inventory stay on the host for good. The run fails instead, naming the file;
+    prune=false replaces it (and says so); state=absent removes nothing."""
+    path, record, damage = damaged_record
+    assert restore(path).returncode == 0 and vm in netns.listnetns()
+    smaller = dict(lists(underlay.name, vm, with_vm=False), path=path)
+    for case in ("torn", "empty", "a list"):
+        data, reason = damage(case)
+        for check in (True, False):
+            result = run_module(MODULE, smaller, check=check)
+            assert result.get("failed") is True and result["changed"] is False, (case, result)
+            assert result["msg"].startswith("%s %s" % (record, reason)), (case, result["msg"])
+            assert "nothing changed: pruning goes by it" in result["msg"] and "prune=false" in result["msg"], result["msg"]
+            assert "Traceback" not in result["_stderr"]
+            assert open(record, "rb").read() == data, "the damaged record was touched"
+            assert vm in netns.listnetns() and "tap1" in links(underlay.name)
+    gone = run_module(MODULE, {"path": path, "state": "absent"})
+    assert gone.get("failed") is True and "nothing removed: it lists what to remove" in gone["msg"], gone
+    assert os.path.exists(record) and {"br1", "tap1", "vxlan0"} <= links(underlay.name)
+
+    replaced = run_module(MODULE, dict(smaller, prune=False))
+    assert replaced["changed"] is True and not replaced.get("failed"), replaced
+    assert "%s holds a JSON list, not a record (an object with format and resources); replaced (prune=false)" % record \
+        in warning_texts(replaced), replaced.get("warnings")
+    assert _recorded_options(path)["resources"]["netns_veth"] == [] and vm in netns.listnetns()
+    assert oct(os.stat(record).st_mode & 0o777) == "0o600"

@@ -362,10 +362,14 @@ def test_percentiles_and_metrics_file(tmp_path):
 # --- config
 
 
+INVENTORY_VTEPS = {"h1": ["192.168.1.2"], "h2": ["192.168.1.3"], "h3": "192.168.1.4"}
+
+
 def base_config(**extra):
     config = {"host": "h1", "vtep": "192.168.1.2", "networks": [{"name": "blue", "vni": 100, "vxlan_dev": "vxlan0", "bridge": "br1"}],
               "local_endpoints": [{"network": "blue", "address": "100.0.0.2/24", "mac": "02:00:64:00:00:02"}],
-              "etcd": {"endpoints": "http://192.168.1.10:2379, http://192.168.1.11:2379"}}
+              "etcd": {"endpoints": "http://192.168.1.10:2379, http://192.168.1.11:2379"},
+              "inventory": {"vteps": INVENTORY_VTEPS}}
     config.update(extra)
     return config
 
@@ -505,6 +509,6 @@ def test_agent_watch_delete_removes_installed_entries():
     assert instance.owned_neigh == {} and instance.owned_fdb == {}
     # it comes back (the VM asked for it recently): installed again without a miss
     instance.kernel.calls.clear()
-    instance.handle_item(("events", [("PUT", key, json.dumps(rec("100.0.0.3", MAC3, "192.168.1.4", "h2")).encode(), 10)]))
+    instance.handle_item(("events", [("PUT", key, json.dumps(rec("100.0.0.3", MAC3, "192.168.1.3", "h2")).encode(), 10)]))
     instance.reconcile()
-    assert instance.kernel.calls == [("fdb", 7, MAC3, "192.168.1.4"), ("neigh", 7, "100.0.0.3", MAC3)]
+    assert instance.kernel.calls == [("fdb", 7, MAC3, "192.168.1.3"), ("neigh", 7, "100.0.0.3", MAC3)]

@@ -70,9 +70,8 @@ def test_each_hosts_share_is_what_the_mesh_filter_computes(count):
     overlay_map, problems = om.build(hosts)
     assert problems == []
     for host in hosts:
-        # The map adds what the mesh filter does not compute: the bridge's address (EVPN's SVI).
-        share = [dict(net, bridge_addresses=None) for net in om.host_share(overlay_map, host)]
-        assert share == [dict(net, bridge_addresses=None) for net in compute_mesh(hosts, [BLUE, RED], host)], host
+        # One builder: the mesh filter's plain function returns the map's share, bridge addresses included.
+        assert om.host_share(overlay_map, host) == compute_mesh(hosts, [BLUE, RED], host), host
 
 
 def test_the_repository_inventories_are_sound():
@@ -158,6 +157,19 @@ BAD = {
     "vm_if with slash": (_vm("h1", vm_if="tap/2"), "host h1: vxlan_endpoints[0].vm_if='tap/2': contains '/'"),
     "namespace with space": (_vm("h1", namespace="ns 1"), "host h1: vxlan_endpoints[0].namespace='ns 1': is not a valid namespace name"),
     "empty namespace": (_vm("h1", namespace=""), "host h1: vxlan_endpoints[0].namespace='': is empty"),
+    # Names reach paths (/run/netns/<name>) and shell commands: the safe-name rule.
+    "namespace like an option": (_vm("h1", namespace="-ns1"), "host h1: vxlan_endpoints[0].namespace='-ns1': is not a valid namespace "
+                                 "name: starts with '-' (a name may have only letters, digits, '_', '.' and '-'"),
+    "namespace with a command": (_vm("h2", namespace="ns1;reboot"), "host h2: vxlan_endpoints[0].namespace='ns1;reboot': is not a valid "
+                                 "namespace name: contains ';'"),
+    "namespace going up": (_vm("h2", namespace="../ns1"), "host h2: vxlan_endpoints[0].namespace='../ns1': is not a valid namespace "
+                           "name: starts with '.'"),
+    "namespace as a path": (_vm("h3", namespace="/run/netns/ns1"), "host h3: vxlan_endpoints[0].namespace='/run/netns/ns1': is not a valid "
+                            "namespace name: a path"),
+    "host_if with a dollar": (_vm("h1", host_if="tap$1"), "host h1: vxlan_endpoints[0].host_if='tap$1': contains '$' (a name may have only"),
+    "vm_if like an option": (_vm("h1", vm_if="-tap2"), "host h1: vxlan_endpoints[0].vm_if='-tap2': starts with '-'"),
+    "bridge with a backquote": (_net(bridge="br`id`"), "hosts h1, h2, h3: vxlan_networks[0] (blue).bridge='br`id`': contains '`'"),
+    "underlay dev with a quote": (_set("h2", "vxlan_underlay_dev", "eth0'"), "host h2: vxlan_underlay_dev=\"eth0'\": contains \"'\""),
     "host_if is the bridge": (_vm("h1", host_if="br1"), "host h1: vxlan_endpoints[0].host_if='br1': is the name of the bridge of network blue"),
     "host_if is the underlay": (_vm("h1", host_if="eth0"), "host h1: vxlan_endpoints[0].host_if='eth0': is the name of the underlay device"),
     "endpoints as a string": (_set("h2", "vxlan_endpoints", "ns1"), "host h2: vxlan_endpoints='ns1': must be a list"),

@@ -16,6 +16,11 @@ def mesh_of(host="h1"):
     return compute_mesh(source_hosts(), NETWORKS, host)
 
 
+def without_svi(host="h1"):
+    """A share whose networks have no bridge_addresses (the key left out)."""
+    return [{key: value for key, value in net.items() if key != "bridge_addresses"} for net in mesh_of(host)]
+
+
 def devices(neigh: list) -> list:
     """The ip_neigh tasks of the vxlan devices (the bridges' own tables left out)."""
     return [t for t in neigh if t["dev"] != "br1"]
@@ -41,8 +46,8 @@ def test_endpoint_params_give_the_bridge_its_svi_only_when_asked():
     assert endpoint_params(mesh, 1450, True)["linux_bridge"] == [{"name": "br1", "mtu": 1450, "addresses": ["100.0.0.254/24"]}]
     # Other modes (or evpn_svi false): exactly none, so a switch away from evpn removes them.
     assert endpoint_params(mesh, 1450)["linux_bridge"] == [{"name": "br1", "mtu": 1450, "addresses": []}]
-    # The mesh filter's share has no bridge_addresses: none either.
-    assert endpoint_params(mesh_of(), 1450, True)["linux_bridge"][0]["addresses"] == []
+    # A share without bridge_addresses: none either.
+    assert endpoint_params(without_svi(), 1450, True)["linux_bridge"][0]["addresses"] == []
     assert_valid(endpoint_params(mesh, 1450, True))
 
 
@@ -124,5 +129,5 @@ def test_bridge_neighbours_are_the_local_vms_in_evpn_with_an_svi_and_none_otherw
     assert_valid(evpn)
     # Other modes, evpn_svi false, or no bridge address: an empty exact table (nothing left behind).
     for params in (overlay_params(mesh, "static", "eth0", 1450), overlay_params(mesh, "evpn", "eth0", 1450, None, True),
-                   overlay_params(mesh_of(), "evpn", "eth0", 1450, None, True, True)):
+                   overlay_params(without_svi(), "evpn", "eth0", 1450, None, True, True)):
         assert params["ip_neigh"][-1] == {"dev": "br1", "state": "exact", "rows": ""}

@@ -179,6 +179,18 @@ def test_ifname_accepted(name):
     ("..", "not a valid interface name"),
     ("", "is empty"),
     (None, "is required"),
+    # The safe-name rule: names reach paths and shell commands.
+    ("-br1", "starts with '-'"),
+    (".br1", "starts with '.'"),
+    ("_br1", "starts with '_'"),
+    ("br1;reboot", "contains ';'"),
+    ("br$(id)", "contains '$'"),
+    ("br`id`", "contains '`'"),
+    ("br'1", "contains \"'\""),
+    ("br\"1", "contains '\"'"),
+    ("br*", "contains '*'"),
+    ("br1..x", "contains '..'"),
+    ("brü", "contains 'ü'"),
 ])
 def test_ifname_refused(name, reason):
     with pytest.raises(v.InputError) as err:
@@ -197,6 +209,45 @@ def test_netns_name_accepted(name, expected):
 def test_netns_name_refused(name):
     with pytest.raises(v.InputError, match=r"^netns="):
         v.netns_name("netns", name)
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("-n", "starts with '-'"),
+    (".ns1", "starts with '.'"),
+    ("ns1;reboot", "contains ';'"),
+    ("ns$(id)", "contains '$'"),
+    ("ns1 x", "contains ' '"),
+    ("ns1\nx", "contains '\\n'"),
+    ("ns1..x", "contains '..'"),
+    ("../ns1", "starts with '.'"),
+    ("x" * 65, "is 65 characters"),
+])
+def test_netns_name_refuses_what_is_unsafe_in_a_path_or_a_shell(name, reason):
+    for check in (v.netns_name, v.namespace_name):
+        with pytest.raises(v.InputError) as err:
+            check("namespace", name)
+        assert err.value.msg.startswith("namespace=%r: is not a valid namespace name: %s (" % (name, reason)), err.value.msg
+        assert "a name may have only letters, digits, '_', '.' and '-', a letter or digit first, no '..'" in err.value.msg
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("/run/netns/../ns1", "its part '..' starts with '.'"),
+    ("/run/netns/ns 1", "its part 'ns 1' contains ' '"),
+    ("/run/netns/$(id)", "its part '$(id)' starts with '$'"),
+    ("/run//netns/ns1", "it has an empty part"),
+    ("/run/netns/", "it has an empty part"),
+])
+def test_netns_path_refused(path, reason):
+    with pytest.raises(v.InputError) as err:
+        v.netns_name("netns", path)
+    assert err.value.msg.startswith("netns=%r: is not a valid namespace path: %s (" % (path, reason)), err.value.msg
+
+
+def test_a_vm_namespace_is_a_name_not_a_path():
+    assert v.namespace_name("namespace", "ns-1.a_b") == "ns-1.a_b"
+    assert v.namespace_name("namespace", "x" * 64) == "x" * 64
+    with pytest.raises(v.InputError, match=r"^namespace='/run/netns/ns1': is not a valid namespace name: a path"):
+        v.namespace_name("namespace", "/run/netns/ns1")
 
 
 # ---------------------------------------------------------------------------------------------

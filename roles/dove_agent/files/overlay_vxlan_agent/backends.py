@@ -12,10 +12,16 @@ import threading
 import time
 
 from overlay_vxlan_agent import LOGGER_NAME
-from overlay_vxlan_agent.etcd_client import LeaseLost, StoreError, make_etcd_client
-from overlay_vxlan_agent.records import parse_endpoint_map, record_key, record_value
+from overlay_vxlan_agent.etcd_client import AuthFailed, LeaseLost, PermissionDenied, StoreError, make_etcd_client
+from overlay_vxlan_agent.records import record_key, record_value
 
 LOG = logging.getLogger(LOGGER_NAME)
+# etcd refused this host's credentials or a request (not the store being down): wait this long
+# before asking again, since only a controller run (a new grant, a new password) changes the answer.
+REFUSED_WAIT = 5.0
+# A put of one of this host's records that etcd refuses (the inventory moved the VM here, the
+# controller role has not granted the key yet) is tried again after this many seconds.
+REFUSED_PUT_RETRY = 30.0
 
 
 class QuietRetry:
@@ -61,14 +67,22 @@ class EtcdWatcher(threading.Thread):
         backoff = 0.2
         while not self.stop.is_set():
             try:
-                revision, kvs = self.client.range_prefix(self.prefix)
-                self.post(("snapshot", kvs))
+                garbled: list = []
+                revision, kvs = self.client.range_prefix(self.prefix, garbled)
+                self.post(("snapshot", kvs, garbled))
                 self.retry.ok()
                 backoff = 0.2
                 for batch in self.client.watch(self.prefix, revision + 1, self.stop):
                     self.post(("events", batch))
                 if not self.stop.is_set():
                     LOG.debug("etcd watch stream ended; resynchronising")
+            except (AuthFailed, PermissionDenied) as exc:
+                # refused, not unreachable: the same member answers the same until the
+                # controller role changes something, and each new try may cost a password check
+                self.post(("store", "down"))
+                self.retry.failed(exc)
+                self.client.close()
+                self.stop.wait(REFUSED_WAIT)
             except StoreError as exc:
                 self.post(("store", "down"))
                 self.retry.failed(exc)
@@ -95,6 +109,7 @@ class EtcdRegistrar(threading.Thread):
         self.lease = 0
         self.on_failure = on_failure
         self.retry = QuietRetry("etcd registration")
+        self.refused: dict = {}  # key -> (value, monotonic time to try again): puts etcd refused
 
     def set_endpoints(self, endpoints):
         desired = {record_key(self.prefix, ep): record_value(ep) for ep in endpoints}
@@ -130,23 +145,24 @@ class EtcdRegistrar(threading.Thread):
                 with self.lock:
                     desired = dict(self.desired)
                     registered = dict(self.registered)
+                for key in [key for key in self.refused if key not in desired]:
+                    del self.refused[key]
                 for key in sorted(set(registered) - set(desired)):
-                    self.client.delete(key)
-                    LOG.info("deregistered %s", key)
-                    with self.lock:
-                        self.registered.pop(key, None)
+                    self._deregister(key)
                 for key, value in sorted(desired.items()):
                     if registered.get(key) != value:
-                        self.client.put(key, value, self.lease)
-                        LOG.info("registered %s", key)
-                        with self.lock:
-                            self.registered[key] = value
+                        self._register(key, value)
                 self.retry.ok()
                 wait = max(0.05, next_keepalive - time.monotonic())
             except LeaseLost as exc:
                 LOG.warning("etcd lease lost (%s); registering again", exc)
                 self.lease = 0
                 wait = 0.05
+            except (AuthFailed, PermissionDenied) as exc:
+                # etcd is there but refuses us: the watch (on_failure) is not broken for that
+                self.retry.failed(exc)
+                self.client.close()
+                wait = REFUSED_WAIT
             except StoreError as exc:
                 self.retry.failed(exc)
                 self.client.close()
@@ -157,9 +173,47 @@ class EtcdRegistrar(threading.Thread):
             self.kick.wait(wait)
             self.kick.clear()
 
+    def _deregister(self, key):
+        """Delete one of this host's records it no longer has. Refused (permission denied): the
+        controller role no longer grants this host the key (the VM moved away in the inventory)
+        and removes such records itself; the key is not ours any more, so that is done."""
+        try:
+            self.client.delete(key)
+            LOG.info("deregistered %s", key)
+        except PermissionDenied as exc:
+            LOG.warning("deregistering %s: etcd refuses (%s); the key is no longer this host's, leaving it to the controller", key, exc)
+        with self.lock:
+            self.registered.pop(key, None)
+        self.refused.pop(key, None)
+
+    def _register(self, key, value):
+        """Put one of this host's records under the lease. Refused (permission denied): logged
+        once, the other records go on, and this one is tried again after REFUSED_PUT_RETRY."""
+        refused = self.refused.get(key)
+        if refused is not None and refused[0] == value and time.monotonic() < refused[1]:
+            return
+        try:
+            self.client.put(key, value, self.lease)
+        except PermissionDenied as exc:
+            if refused is None or refused[0] != value:
+                LOG.warning("registering %s: etcd refuses (%s); trying again every %ds", key, exc, REFUSED_PUT_RETRY)
+            self.refused[key] = (value, time.monotonic() + REFUSED_PUT_RETRY)
+            return
+        if refused is not None:
+            LOG.info("registered %s (etcd refused it before)", key)
+            del self.refused[key]
+        else:
+            LOG.info("registered %s", key)
+        with self.lock:
+            self.registered[key] = value
+
 
 class FileBackend:
-    """Reads the endpoint map the inventory rendered; polled for changes (inode, size, mtime)."""
+    """Reads the endpoint map the inventory rendered; polled for changes (inode, size, mtime).
+    A map over MAX_MAP_BYTES or that JSON cannot parse (RecursionError included) is refused as a
+    whole and the last good one stays; its entries go through the daemon's record validation."""
+
+    MAX_MAP_BYTES = 64 * 1024 * 1024
 
     def __init__(self, path: str):
         self.path = path
@@ -167,7 +221,7 @@ class FileBackend:
         self.retry = QuietRetry("endpoint map %s" % path)
 
     def poll(self):
-        """None if unchanged or unreadable (the last good map stays), else (records, errors)."""
+        """None if unchanged or unreadable (the last good map stays), else the parsed JSON."""
         try:
             info = os.stat(self.path)
         except OSError as exc:
@@ -177,15 +231,17 @@ class FileBackend:
         if signature == self.signature:
             return None
         try:
+            if info.st_size > self.MAX_MAP_BYTES:
+                raise ValueError("over %d bytes" % self.MAX_MAP_BYTES)
             with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, ValueError) as exc:
-            self.retry.failed(exc)
+                data = json.loads(handle.read(self.MAX_MAP_BYTES + 1))
+        except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            self.retry.failed("%s: %s" % (type(exc).__name__, str(exc)[:200]))
             self.signature = signature  # do not re-read a broken file until it changes
             return None
         self.signature = signature
         self.retry.ok()
-        return parse_endpoint_map(data)
+        return data
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import time
 
 from overlay_vxlan_agent import LOGGER_NAME, __version__
 from overlay_vxlan_agent.config import DEFAULT_CONFIG, ConfigError, load_config
-from overlay_vxlan_agent.etcd_client import StoreError, make_etcd_client
+from overlay_vxlan_agent.etcd_client import PermissionDenied, StoreError, make_etcd_client
 
 LOG = logging.getLogger(LOGGER_NAME)
 PACKAGE = "overlay_vxlan_agent"
@@ -82,17 +82,23 @@ def cmd_deregister(args) -> int:
         return 0
     client = make_etcd_client(config)
     prefix = config["etcd"]["prefix"].rstrip("/") + "/endpoints/"
+    removed, refused = [], []
     try:
         _rev, kvs = client.range_prefix(prefix)
-        removed = []
         for key, _value, _revision in kvs:
             if key.rsplit("/", 1)[-1] == config["host"]:
-                client.delete(key)
+                try:
+                    client.delete(key)
+                except PermissionDenied:
+                    # etcd no longer grants this host the key (its VM moved away in the
+                    # inventory): not this host's record to remove; the controller role does
+                    refused.append(key)
+                    continue
                 removed.append(key)
     except StoreError as exc:
-        print(json.dumps({"changed": False, "error": str(exc)}))
+        print(json.dumps({"changed": bool(removed), "removed": removed, "error": str(exc)}))
         return 1
-    print(json.dumps({"changed": bool(removed), "removed": removed}))
+    print(json.dumps({"changed": bool(removed), "removed": removed, "refused": refused}))
     return 0
 
 
@@ -102,6 +108,9 @@ def cmd_run(args) -> int:
     LOG.setLevel(config["log_level"].upper())
     if config["metrics_file"]:
         os.makedirs(os.path.dirname(os.path.abspath(config["metrics_file"])), exist_ok=True)
+    # _netlink first: it puts the collection's own pyroute2 (role overlay.vxlan.pyroute2) ahead of
+    # the distribution's on this process's path, as for the modules and the boot restore.
+    from ansible_collections.overlay.vxlan.plugins.module_utils import _netlink  # noqa: F401
     from overlay_vxlan_agent.daemon import Agent  # pyroute2 is only needed to run
 
     return Agent(config, args.config).run()

@@ -24,15 +24,43 @@ import time
 
 from overlay_vxlan_agent import LOGGER_NAME, __version__
 from overlay_vxlan_agent.backends import EtcdRegistrar, EtcdWatcher, FileBackend
-from overlay_vxlan_agent.cache import EndpointCache
+from overlay_vxlan_agent.cache import CacheFull, EndpointCache
 from overlay_vxlan_agent.config import ConfigError, load_config
 from overlay_vxlan_agent.garp import build_garp
 from overlay_vxlan_agent.kernel import AF_BRIDGE, RTM_DELLINK, RTM_GETNEIGH, RTM_NEWLINK, Kernel, Miss, classify_miss, neigh_entry, read_namespace_mac
 from overlay_vxlan_agent.metrics import Metrics
 from overlay_vxlan_agent.reconcile import adopt_entries, plan_reconcile
-from overlay_vxlan_agent.records import Endpoint, RecordError, validate_keyed_record
+from overlay_vxlan_agent.records import Endpoint, RecordError, TrustPolicy, UnservedRecord, UntrustedRecord, iter_endpoint_map, map_key, validate_record
 
 LOG = logging.getLogger(LOGGER_NAME)
+MAX_REJECTED_KEYS = 4096  # rejected keys remembered (to log each once); a flood forgets the oldest
+
+
+class LogBudget:
+    """At most `burst` warnings per `window` seconds; the rest are counted (the metrics have
+    them all) and summed up in one line, so a flood of bad records cannot flood the journal."""
+
+    def __init__(self, burst: int = 20, window: float = 10.0):
+        self.burst, self.window = burst, window
+        self.start = time.monotonic()
+        self.used = 0
+        self.suppressed = 0
+
+    def tick(self, now: float):
+        if now - self.start < self.window:
+            return
+        if self.suppressed:
+            LOG.warning("%d more rejected record(s) not logged in the last %.0f s (see the records_* counters)",
+                        self.suppressed, now - self.start)
+        self.start, self.used, self.suppressed = now, 0, 0
+
+    def allow(self) -> bool:
+        self.tick(time.monotonic())
+        if self.used < self.burst:
+            self.used += 1
+            return True
+        self.suppressed += 1
+        return False
 
 
 class Agent:
@@ -43,14 +71,16 @@ class Agent:
         self.config_path = config_path
         self.prefix = config["etcd"]["prefix"].rstrip("/")
         self.metrics = Metrics()
-        self.cache = EndpointCache()
+        self.policy = TrustPolicy.from_config(config)
+        self.cache = EndpointCache(vnis=self.policy.vnis, max_per_vni=config["max_records_per_vni"])
+        self.log_budget = LogBudget()
         self.owned_neigh: dict = {}
         self.owned_fdb: dict = {}
         self.interest: dict = {}  # (vni, ip) -> monotonic time last asked
         self.devices: dict = {}  # ifindex -> network dict (+ "ifindex", "bridge_index")
         self.vni_index: dict = {}  # vni -> ifindex
         self.local_vteps = {config["vtep"]}
-        self.rejected: dict = {}  # source key -> reason already logged
+        self.rejected: dict = {}  # source key -> (reason, revision) already logged (bounded)
         self.queue: queue.Queue = queue.Queue()
         self.stop = threading.Event()
         self.synced = False
@@ -125,14 +155,30 @@ class Agent:
         self.metrics.cache_size = len(self.cache)
 
     # --- store updates
+    def _refuse(self, key, exc: RecordError, revision, what="store record"):
+        """Count a record not kept; log it (rate-limited) unless this key was already logged
+        for the same reason and revision. A record for a VNI not served here is no fault: debug."""
+        if isinstance(exc, UnservedRecord):
+            self.metrics.inc("records_unserved")
+            LOG.debug("ignored %s %s: %s", what, key, exc)
+            return
+        counter = ("records_untrusted" if isinstance(exc, UntrustedRecord)
+                   else "records_over_cap" if isinstance(exc, CacheFull) else "records_rejected")
+        if self.rejected.get(key) == (str(exc), revision):
+            return
+        if key not in self.rejected and len(self.rejected) >= MAX_REJECTED_KEYS:
+            del self.rejected[next(iter(self.rejected))]
+        self.rejected[key] = (str(exc), revision)
+        self.metrics.inc(counter)
+        if self.log_budget.allow():
+            LOG.warning("rejected %s %s: %s", what, key, exc)
+
     def _accept(self, key, value, revision):
+        """An etcd key/value through the one door (validate_record with the trust policy)."""
         try:
-            endpoint = validate_keyed_record(self.prefix, key, value)
+            endpoint = validate_record(value, key=key, prefix=self.prefix, policy=self.policy)
         except RecordError as exc:
-            if self.rejected.get(key) != (str(exc), revision):
-                self.rejected[key] = (str(exc), revision)
-                self.metrics.inc("records_rejected")
-                LOG.warning("rejected store record %s: %s", key, exc)
+            self._refuse(key, exc, revision)
             return None
         self.rejected.pop(key, None)
         return endpoint
@@ -141,12 +187,14 @@ class Agent:
         """Apply one backend message to the cache; True if the cache changed."""
         kind = item[0]
         if kind == "snapshot":
+            for where, reason in item[2] if len(item) > 2 else ():
+                self._refuse(where, RecordError(reason), 0)  # kvs the gateway garbled
             records = {}
             for key, value, revision in item[1]:
                 endpoint = self._accept(key, value, revision)
                 if endpoint is not None:
                     records[key] = (endpoint, revision)
-            changed = self.cache.replace_all(records)
+            changed = self.cache.replace_all(records, refused=lambda key, exc: self._refuse(key, exc, records[key][1]))
             if not self.synced or changed:
                 self.metrics.inc("resyncs")
             first = not self.synced
@@ -165,10 +213,13 @@ class Agent:
                     self._own_key_deleted(key)
                 else:
                     endpoint = self._accept(key, value, revision)
-                    if endpoint is None:
-                        changed |= self.cache.delete(key)
-                    else:
-                        changed |= self.cache.put(key, endpoint, revision)
+                    if endpoint is not None:
+                        try:
+                            changed |= self.cache.put(key, endpoint, revision)
+                            continue
+                        except RecordError as exc:
+                            self._refuse(key, exc, revision)
+                    changed |= self.cache.delete(key)
             self.metrics.set_store("connected")
             return changed
         if kind == "store":
@@ -190,14 +241,26 @@ class Agent:
             self.registrar.reassert(key)
 
     def poll_file(self) -> bool:
-        result = self.file_backend.poll()
-        if result is None:
+        data = self.file_backend.poll()
+        if data is None:
             return False
-        records, errors = result
-        for where, reason in errors:
-            LOG.warning("rejected endpoint map entry %s: %s", where, reason)
-        self.metrics.inc("records_rejected", len(errors))
-        changed = self.cache.replace_all(records)
+        try:
+            items = iter_endpoint_map(data)
+        except RecordError as exc:
+            self.metrics.inc("records_rejected")
+            LOG.warning("rejected endpoint map %s: %s; keeping the last good one", self.file_backend.path, exc)
+            return False
+        records = {}
+        for position, (where, item) in enumerate(items):
+            try:
+                endpoint = validate_record(item, policy=self.policy)
+            except RecordError as exc:
+                self.rejected.pop(where, None)  # each new map is logged afresh
+                self._refuse(where, exc, position + 1, "endpoint map entry")
+                continue
+            records[map_key(endpoint)] = (endpoint, position + 1)
+        changed = self.cache.replace_all(records, refused=lambda key, exc: self._refuse(
+            key, exc, records[key][1], "endpoint map entry"))
         first = not self.synced
         self.synced = True
         self.metrics.set_store("loaded")
@@ -417,6 +480,7 @@ class Agent:
         return 0
 
     def _write_metrics(self):
+        self.log_budget.tick(time.monotonic())
         self.metrics.cache_size = len(self.cache)
         try:
             self.metrics.write(self.config["metrics_file"])
@@ -431,13 +495,42 @@ class Agent:
         except ConfigError as exc:
             LOG.error("reload refused, keeping the running configuration: %s", exc)
             return
-        if (fresh["backend"], fresh["etcd"], fresh["file"], fresh["networks"], fresh["host"], fresh["vtep"]) != (
-                self.config["backend"], self.config["etcd"], self.config["file"], self.config["networks"],
+        if (fresh["backend"], _store(fresh["etcd"]), fresh["file"], fresh["networks"], fresh["host"], fresh["vtep"]) != (
+                self.config["backend"], _store(self.config["etcd"]), self.config["file"], self.config["networks"],
                 self.config["host"], self.config["vtep"]):
-            LOG.warning("reload: only local_endpoints, announce and log_level change without a restart")
+            LOG.warning("reload: only local_endpoints, inventory, announce, log_level and the etcd credentials change without a restart")
+        credentials = {name: fresh["etcd"].get(name) for name in _CREDENTIALS}
+        if credentials != {name: self.config["etcd"].get(name) for name in _CREDENTIALS}:
+            # a new password (rotated by the controller role) or user: both threads authenticate
+            # again with it at their next request
+            self.config["etcd"].update(credentials)
+            password = credentials["password"]
+            for thread in (self.watcher, self.registrar):
+                if thread is not None:
+                    thread.client.set_credentials(credentials["user"], password.reveal() if password is not None else None)
+            LOG.info("etcd credentials reloaded (user %s)", fresh["etcd"]["user"])
         self.config["local_endpoints"] = fresh["local_endpoints"]
         self.config["announce"] = fresh["announce"]
+        if fresh["inventory"] != self.config["inventory"]:
+            # A VM moved in the inventory: believe the new map, and read the store (or the
+            # map file) again so records refused or kept under the old one are judged anew.
+            self.config["inventory"] = fresh["inventory"]
+            self.policy = TrustPolicy.from_config(self.config)
+            if self.watcher is not None:
+                self.watcher.interrupt()
+            if self.file_backend is not None:
+                self.file_backend.signature = None
+            LOG.info("inventory reloaded: %d host(s), %d endpoint(s)", len(fresh["inventory"]["vteps"]),
+                     len(fresh["inventory"]["endpoints"]))
         LOG.setLevel(fresh["log_level"].upper())
         if self.registrar is not None:
             self.registrar.set_endpoints(self.scan_local())
         LOG.info("configuration reloaded: %d local endpoint(s)", len(fresh["local_endpoints"]))
+
+
+_CREDENTIALS = ("user", "password_file", "password")
+
+
+def _store(etcd: dict) -> dict:
+    """The etcd settings a reload cannot change (all but the credentials)."""
+    return {name: value for name, value in etcd.items() if name not in _CREDENTIALS}

@@ -24,7 +24,8 @@ class Metrics:
     """Counters and a ring of recent miss-to-entry latencies (microseconds)."""
 
     COUNTERS = ("misses_seen", "misses_answered", "misses_unknown", "misses_local", "misses_l2", "misses_l3",
-                "announcements_sent", "records_rejected", "entries_installed", "entries_removed",
+                "announcements_sent", "records_rejected", "records_untrusted", "records_unserved",
+                "records_over_cap", "entries_installed", "entries_removed",
                 "kernel_errors", "store_errors", "events_lost", "resyncs")
 
     def __init__(self, ring: int = 4096):
