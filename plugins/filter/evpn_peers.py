@@ -28,8 +28,18 @@ INTERFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 DESCRIPTION = re.compile(r"^[!-~]([ -~]{0,78}[!-~])?$")
 
 
-def _show(value) -> str:
+def show(value) -> str:
+    """A value as the problems quote it: text in single quotes, anything else as Python writes it."""
     return repr(value) if not isinstance(value, str) else "'%s'" % value
+
+
+def item_problems(item, at: str, keys: tuple, shape: str) -> tuple[bool, list[str]]:
+    """The form of one item of a list of dicts (evpn_peers, evpn_vnis): (whether it is a dict, its
+    problems) - not a dict: one problem naming it and the `shape` wanted; a dict: its unknown keys."""
+    if not isinstance(item, dict):
+        return False, ["%s=%s: must be a dict with %s" % (at, show(item), shape)]
+    unknown = sorted(str(k) for k in item if k not in keys)
+    return True, ["%s: unknown key(s) %s: the keys are %s" % (at, ", ".join(unknown), ", ".join(keys))] if unknown else []
 
 
 def _asn(value):
@@ -86,66 +96,64 @@ def peers_problems(peers, host: str, local_asn=65000, taken: dict | None = None)
     if peers is None:
         return []
     if not isinstance(peers, list):
-        return ["%s=%s: must be a list of peers (each a dict with address or interface, and remote_as)" % (where, _show(peers))]
+        return ["%s=%s: must be a list of peers (each a dict with address or interface, and remote_as)" % (where, show(peers))]
     problems = []
     taken = {_address(str(k)) or str(k): v for k, v in (taken or {}).items()}
     seen: dict[str, int] = {}
     if _asn(local_asn) is None or isinstance(_asn(local_asn), str):
-        problems.append("host %s: evpn_asn=%s: must be an AS number 1..%d" % (host, _show(local_asn), ASN_MAX))
+        problems.append("host %s: evpn_asn=%s: must be an AS number 1..%d" % (host, show(local_asn), ASN_MAX))
     for index, peer in enumerate(peers):
         at = "%s[%d]" % (where, index)
-        if not isinstance(peer, dict):
-            problems.append("%s=%s: must be a dict with address or interface, and remote_as" % (at, _show(peer)))
+        is_dict, found = item_problems(peer, at, KEYS, "address or interface, and remote_as")
+        problems += found
+        if not is_dict:
             continue
-        unknown = sorted(str(k) for k in peer if k not in KEYS)
-        if unknown:
-            problems.append("%s: unknown key(s) %s: the keys are %s" % (at, ", ".join(unknown), ", ".join(KEYS)))
         has_address, has_interface = peer.get("address") not in (None, ""), peer.get("interface") not in (None, "")
         name = None
         if has_address and has_interface:
             problems.append("%s: address=%s and interface=%s: give one of them (interface: BGP unnumbered)"
-                            % (at, _show(peer["address"]), _show(peer["interface"])))
+                            % (at, show(peer["address"]), show(peer["interface"])))
         elif has_address:
             name = _address(peer["address"])
             if name is None:
                 problems.append("%s.address=%s: must be a unicast IPv4 or IPv6 address (not multicast, loopback, "
-                                "link-local or unspecified; a link-local neighbour is an interface)" % (at, _show(peer["address"])))
+                                "link-local or unspecified; a link-local neighbour is an interface)" % (at, show(peer["address"])))
             elif name in taken:
                 problems.append("%s.address=%s: is %s, already a BGP neighbour or the peering address of this host"
-                                % (at, _show(peer["address"]), taken[name]))
+                                % (at, show(peer["address"]), taken[name]))
         elif has_interface:
             value = peer["interface"]
             if isinstance(value, str) and INTERFACE.fullmatch(value) and value not in (".", ".."):
                 name = value
             else:
-                problems.append("%s.interface=%s: must be an interface name (1-15 of A-Z a-z 0-9 _ . : -)" % (at, _show(value)))
+                problems.append("%s.interface=%s: must be an interface name (1-15 of A-Z a-z 0-9 _ . : -)" % (at, show(value)))
         else:
             problems.append("%s: has neither address nor interface: give one" % at)
         if name is not None:
             if name in seen:
                 problems.append("%s: %s=%s: the same neighbour as evpn_peers[%d]" % (
-                    at, "address" if has_address else "interface", _show(peer.get("address") or peer.get("interface")), seen[name]))
+                    at, "address" if has_address else "interface", show(peer.get("address") or peer.get("interface")), seen[name]))
             else:
                 seen[name] = index
         if "remote_as" not in peer:
             problems.append("%s: has no remote_as: give an AS number 1..%d, internal or external" % (at, ASN_MAX))
         elif _asn(peer["remote_as"]) is None:
-            problems.append("%s.remote_as=%s: must be an AS number 1..%d, internal or external" % (at, _show(peer["remote_as"]), ASN_MAX))
+            problems.append("%s.remote_as=%s: must be an AS number 1..%d, internal or external" % (at, show(peer["remote_as"]), ASN_MAX))
         password = peer.get("password")
         if password not in (None, "") and not (isinstance(password, str) and PASSWORD.fullmatch(password)):
             length = len(password) if isinstance(password, str) else 0
             problems.append("%s.password (%s): must be 1-80 printable ASCII characters without blanks, quotes or backslashes"
                             % (at, "%d characters" % length if isinstance(password, str) else "not a string"))
         if "bfd" in peer and _bool(peer["bfd"]) is None:
-            problems.append("%s.bfd=%s: must be a boolean" % (at, _show(peer["bfd"])))
+            problems.append("%s.bfd=%s: must be a boolean" % (at, show(peer["bfd"])))
         if "ttl_security_hops" in peer:
             hops = _int(peer["ttl_security_hops"])
             if hops is None or not 0 <= hops <= 254:
-                problems.append("%s.ttl_security_hops=%s: must be 0..254 (0: off)" % (at, _show(peer["ttl_security_hops"])))
+                problems.append("%s.ttl_security_hops=%s: must be 0..254 (0: off)" % (at, show(peer["ttl_security_hops"])))
         description = peer.get("description")
         if description not in (None, "") and not (isinstance(description, str) and DESCRIPTION.fullmatch(description)):
             problems.append("%s.description=%s: must be 1-80 printable ASCII characters, no blank at either end"
-                            % (at, _show(description)))
+                            % (at, show(description)))
     return problems
 
 

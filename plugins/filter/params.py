@@ -30,6 +30,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.overlay.vxlan.plugins.module_utils import _overlay_rules as rules
 from ansible_collections.overlay.vxlan.plugins.module_utils import _validate as v
+from ansible_collections.overlay.vxlan.plugins.module_utils._vm_mac import bridge_mac
 
 
 def fdb_rows(entries: list) -> str:
@@ -42,7 +43,7 @@ def neigh_rows(entries: list) -> str:
     return "".join("%s %s\n" % (e["ip"], e["lladdr"]) for e in entries)
 
 
-def endpoint_params(mesh: list, mtu, bridge_addresses=False, leave_addresses=False) -> dict:
+def endpoint_params(mesh: list, mtu, bridge_addresses=False, leave_addresses=False, pin_mac=False) -> dict:
     """linux_bridge and netns_veth parameters: one bridge per network, one veth pair per VM.
 
     The bridges' addresses are always given, so the collection owns them: with
@@ -53,7 +54,11 @@ def endpoint_params(mesh: list, mtu, bridge_addresses=False, leave_addresses=Fal
     `leave_addresses` (vxlan_mode=evpn without evpn_svi): the addresses are not given here but
     removed by overlay_params' linux_bridge items, after the bridges' neighbour entries: zebra
     withdraws a local MAC+IP route when its entry goes only while the bridge has an address
-    (measured with FRR 8.4), so the address must go last."""
+    (measured with FRR 8.4), so the address must go last.
+
+    `pin_mac` (vxlan_mode=evpn): each bridge gets a fixed MAC (`_vm_mac.bridge_mac`), so a VM
+    joining or leaving the host never changes it (the SVI's MAC in zebra's routes, and the
+    kernel's flush of the bridge's neighbour table that a change brings)."""
     mtu = int(mtu)
     svi = {net["bridge"]: list(net.get("bridge_addresses") or []) if bridge_addresses else [] for net in mesh}
     bridges = []
@@ -61,6 +66,8 @@ def endpoint_params(mesh: list, mtu, bridge_addresses=False, leave_addresses=Fal
         bridge = {"name": net["bridge"], "mtu": mtu}
         if bridge_addresses or not leave_addresses:
             bridge["addresses"] = svi[net["bridge"]]
+        if pin_mac:
+            bridge["mac"] = bridge_mac(net["local"], net["bridge"])
         bridges.append(bridge)
     return {
         "linux_bridge": bridges,

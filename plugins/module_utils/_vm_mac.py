@@ -22,3 +22,12 @@ def vm_mac(address: str, network: str = "") -> str:
     else:
         raw = b"\x02" + hashlib.sha256(("%s|%s" % (network, ip)).encode()).digest()[:5]
     return ":".join("%02x" % b for b in raw)
+
+
+def bridge_mac(local: str, bridge: str) -> str:
+    """A stable, locally administered unicast MAC for a host's bridge (evpn pins it: a bridge
+    otherwise takes its smallest port MAC, which changes as VMs come and go, and the kernel then
+    flushes the bridge's neighbour table). 06 followed by five bytes of a hash of the host's
+    underlay address and the bridge's name: never a VM's (02), the same on every run."""
+    digest = hashlib.sha256(("bridge|%s|%s" % (ipaddress.ip_address(str(local)), bridge)).encode()).digest()
+    return ":".join("%02x" % b for b in b"\x06" + digest[:5])

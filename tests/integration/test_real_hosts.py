@@ -56,6 +56,9 @@ OURS = ("/var/lib/overlay-vxlan", "/usr/local/lib/overlay-vxlan", "/run/overlay-
         "/etc/systemd/system/overlay-vxlan.service", "/etc/systemd/system/overlay-vxlan-agent.service",
         "/etc/systemd/system/overlay-vxlan-allowlist.service",
         "/etc/systemd/system/nftables.service.wants/overlay-vxlan-allowlist.service",
+        "/etc/systemd/system/sysinit.target.wants/overlay-vxlan-allowlist.service",
+        "/etc/systemd/system/frr.service.d/overlay-vxlan-allowlist.conf",
+        "/etc/systemd/system/frr.service.d",
         OLD_PTH)
 PROBE = ROOT / "tests" / "vxlan_probe.py"
 
@@ -140,6 +143,15 @@ def test_static_converges_over_ssh_and_a_second_run_changes_nothing(machines):
     assert nothing_changed(second), second.stdout[-3000:]
 
 
+def nft_set(lab, host: str, name: str) -> list:
+    """The elements of a set of the host's table inet overlay_vxlan."""
+    items = json.loads(lab.ssh(host, "nft -j list set inet overlay_vxlan %s" % name).stdout)["nftables"]
+    return next(item["set"] for item in items if "set" in item).get("elem", [])
+
+
+RR_LEFTOVERS = "ls -d /var/lib/overlay-vxlan /usr/local/lib/overlay-vxlan /etc/systemd/system/overlay-vxlan*.service 2>/dev/null; true"
+
+
 def tables(lab, host: str) -> list[str]:
     return lab.ssh(host, "nft list tables").stdout.splitlines()
 
@@ -182,6 +194,19 @@ def test_nftables_service_restart_and_reload_bring_the_allowlist_back(machines):
     assert "table inet overlay_vxlan" in tables(machines, "h1")
 
 
+def allowlist_applied_this_boot(machines, host: str) -> bool:
+    journal = machines.ssh(host, "journalctl -b -u overlay-vxlan-allowlist --no-pager -o cat").stdout
+    return "restored vtep_allowlist inet overlay_vxlan" in journal
+
+
+def started_after(machines, host: str, unit: str, before: str) -> bool:
+    """`unit` began to start (this boot) only once `before` was active."""
+    def stamp(name: str, prop: str) -> int:
+        return int(machines.ssh(host, "systemctl show -P %s %s" % (prop, name)).stdout.strip() or 0)
+    active = stamp(before, "ActiveEnterTimestampMonotonic")
+    return 0 < active <= stamp(unit, "InactiveExitTimestampMonotonic")
+
+
 def reboot_and_read_the_restore(machines, host: str) -> str:
     """Reboot a machine (its boot id changes) and return what the boot restore logged."""
     old_boot = machines.ssh(host, "cat /proc/sys/kernel/random/boot_id").stdout
@@ -195,11 +220,14 @@ def test_a_rebooted_host_has_its_overlay_back_before_any_converge(machines):
     journal = reboot_and_read_the_restore(machines, "h2")
     # bridge, VM pair, vxlan0, its fdb and neighbour tables, the allow-list; br1's own neighbour
     # table (exact, empty outside evpn) is as wanted on a fresh bridge.
-    assert "7 item(s), 6 restored, 1 already as wanted, 0 failed" in journal, journal
-    # The VTEP allow-list is part of the record, and restored first: filtering is back before
-    # any vxlan device, and before any converge.
+    # The VTEP allow-list is part of the record, and applied first, early at boot by its own unit
+    # (before network-pre.target): the restore finds it in place, filtering is back before any
+    # vxlan device, and before any converge.
+    assert "7 item(s), 5 restored, 2 already as wanted, 0 failed" in journal, journal
     restored = [line.split(": restored ", 1)[1] for line in journal.splitlines() if ": restored " in line]
-    assert restored[0] == "vtep_allowlist inet overlay_vxlan" and "vxlan_link vxlan0" in restored, journal
+    assert "vtep_allowlist inet overlay_vxlan" not in restored and "vxlan_link vxlan0" in restored, journal
+    assert allowlist_applied_this_boot(machines, "h2")
+    assert started_after(machines, "h2", "overlay-vxlan", "overlay-vxlan-allowlist")
     assert "table inet overlay_vxlan" in tables(machines, "h2")
     assert machines.ssh("h2", "systemctl is-active overlay-vxlan-allowlist").stdout.strip() == "active"
     assert_vms_reach_each_other(machines)  # no Ansible has run on h2 since it booted
@@ -351,6 +379,12 @@ def test_evpn_runs_frr_under_systemd_and_a_second_run_changes_nothing(machines):
     # The route reflector has an Established l2vpn evpn session with every VTEP.
     summary = json.loads(machines.ssh(REFLECTOR[0], "vtysh -c 'show bgp l2vpn evpn summary json'").stdout)
     assert {peer: s["state"] for peer, s in summary["peers"].items()} == dict.fromkeys(VTEPS.values(), "Established")
+    # ... through its own allow-list (site.yml's route reflector play): TCP 179 from its clients
+    # only, no VXLAN port, put back at boot by the restore unit and after nftables reloads.
+    assert sorted(nft_set(machines, REFLECTOR[0], "bgp4")) == sorted(VTEPS.values())
+    assert (nft_set(machines, REFLECTOR[0], "bgp_ports"), nft_set(machines, REFLECTOR[0], "ports")) == ([179], [])
+    units = machines.ssh(REFLECTOR[0], "systemctl is-enabled overlay-vxlan overlay-vxlan-allowlist").stdout.split()
+    assert units == ["enabled", "enabled"], units
     # Zebra's entries only: every remote VM extern_learn at its VTEP, the flood list, no static entry.
     tables = wait_for_evpn_tables(machines)
     assert tables == {host: evpn_tables_as_zebra_sets_them(host) for host in OVERLAY}
@@ -365,8 +399,11 @@ def test_a_rebooted_evpn_host_has_frr_and_its_overlay_back_before_any_converge(m
     # frr.service (enabled) starts at boot before the network; the restore makes br1, ns1 and
     # vxlan0 (no table: zebra's), and zebra picks vxlan0 up when it appears.
     journal = reboot_and_read_the_restore(machines, "h3")
-    # bridge (with its address), VM pair, vxlan0, br1's permanent entry for the local VM, the allow-list.
-    assert "5 item(s), 5 restored, 0 already as wanted, 0 failed" in journal, journal
+    # bridge (with its address), VM pair, vxlan0, br1's permanent entry for the local VM; the
+    # allow-list (TCP 179 too) was in place already, from its own unit, before FRR started.
+    assert "5 item(s), 4 restored, 1 already as wanted, 0 failed" in journal, journal
+    assert allowlist_applied_this_boot(machines, "h3")
+    assert started_after(machines, "h3", "frr", "overlay-vxlan-allowlist")
     state = frr_state(machines, "h3")
     assert (state["active"], state["enabled"]) == ("active", "enabled") and {"zebra", "bgpd"} <= set(state["daemons"])
     tables = wait_for_evpn_tables(machines)
@@ -374,6 +411,25 @@ def test_a_rebooted_evpn_host_has_frr_and_its_overlay_back_before_any_converge(m
     assert_vms_reach_each_other(machines)  # no Ansible has run on h3 since it booted
     after = machines.playbook(EVPN)
     assert nothing_changed(after) and changed(after)[REFLECTOR[0]] == 0, after.stdout[-3000:]
+
+
+def test_an_evpn_host_that_cannot_apply_the_allowlist_at_boot_starts_no_bgpd(machines):
+    binding = "/usr/lib/python3/dist-packages/nftables"
+    machines.ssh("h3", "mv %s /root/nftables.hidden" % binding)  # python3-nftables "missing"
+    try:
+        reboot_and_read_the_restore(machines, "h3")
+        assert "table inet overlay_vxlan" not in tables(machines, "h3")
+        # FRR did not start (fail closed): no bgpd listens unfiltered, and its journal says why.
+        assert machines.ssh("h3", "systemctl is-active frr", check=False).stdout.strip() != "active"
+        assert machines.ssh("h3", "pgrep -x bgpd", check=False).returncode != 0
+        journal = machines.ssh("h3", "journalctl -b -u frr --no-pager -o cat").stdout
+        assert "table inet overlay_vxlan (the BGP allow-list) is not in place: FRR is not started (fail closed)" in journal, journal
+    finally:
+        machines.ssh("h3", "if [ -e /root/nftables.hidden ]; then mv /root/nftables.hidden %s; fi" % binding)
+    machines.ssh("h3", "systemctl restart overlay-vxlan-allowlist overlay-vxlan && systemctl start frr")
+    tables_now = wait_for_evpn_tables(machines)
+    assert tables_now == {host: evpn_tables_as_zebra_sets_them(host) for host in OVERLAY}
+    assert_vms_reach_each_other(machines)
 
 
 def test_leaving_evpn_for_static_leaves_nothing_of_frr(machines):
@@ -391,6 +447,9 @@ def test_leaving_evpn_for_static_leaves_nothing_of_frr(machines):
         assert sorted(n["dst"] for n in fdb["neigh"]) == sorted(VMS[p] for p in OVERLAY if p != host), (host, fdb)
     port = json.loads(machines.ssh("h2", "bridge -j -d link show dev vxlan0").stdout)[0]
     assert (port["learning"], port["neigh_suppress"]) == (True, False), port
+    # The route reflector's allow-list, its record, units and pyroute2 are gone with FRR.
+    assert "table inet overlay_vxlan" not in tables(machines, REFLECTOR[0])
+    assert machines.ssh(REFLECTOR[0], RR_LEFTOVERS).stdout.split() == []
     assert_vms_reach_each_other(machines)
     again = machines.playbook(SITE)
     assert nothing_changed(again) and changed(again)[REFLECTOR[0]] == 0, again.stdout[-3000:]

@@ -9,6 +9,7 @@ from test_mesh import NETWORKS, source_hosts
 
 from ansible_collections.overlay.vxlan.plugins.filter.mesh import compute_mesh
 from ansible_collections.overlay.vxlan.plugins.filter.params import AnsibleFilterError, endpoint_params, overlay_params
+from ansible_collections.overlay.vxlan.plugins.module_utils._vm_mac import bridge_mac
 from ansible_collections.overlay.vxlan.plugins.modules.overlay_plan import RESOURCES as SPECS
 
 
@@ -49,6 +50,19 @@ def test_endpoint_params_give_the_bridge_its_svi_only_when_asked():
     # A share without bridge_addresses: none either.
     assert endpoint_params(without_svi(), 1450, True)["linux_bridge"][0]["addresses"] == []
     assert_valid(endpoint_params(mesh, 1450, True))
+
+
+def test_evpn_pins_each_bridge_mac_per_host_and_bridge():
+    """pin_mac (vxlan_mode=evpn): a fixed, locally administered unicast MAC per host and bridge,
+    never a VM's (02:...), the same on every run; without it the bridge's MAC is not managed."""
+    pinned = endpoint_params(mesh_of("h1"), 1450, True, True, True)["linux_bridge"][0]["mac"]
+    assert pinned == endpoint_params(mesh_of("h1"), 1450, True, True, True)["linux_bridge"][0]["mac"]
+    assert pinned != endpoint_params(mesh_of("h2"), 1450, True, True, True)["linux_bridge"][0]["mac"]
+    assert pinned == bridge_mac("192.168.1.2", "br1") != bridge_mac("192.168.1.2", "br2")
+    first = int(pinned.split(":")[0], 16)
+    assert first & 0x02 and not first & 0x01 and pinned.startswith("06:"), pinned
+    assert "mac" not in endpoint_params(mesh_of("h1"), 1450, True, True)["linux_bridge"][0]
+    assert_valid(endpoint_params(mesh_of("h1"), 1450, True, True, True))
 
 
 def test_evpn_without_svi_removes_the_bridge_address_after_its_neighbour_entries():
