@@ -95,6 +95,13 @@ CASES = {
     "unknown mode": (["-e", "vxlan_mode=bgp"], {}, ["hosts h1, h2, h3: vxlan_mode=bgp: choose one of multicast, flood, static, dove, evpn"]),
     "evpn asn 0": (["-e", "vxlan_mode=evpn", "-e", "evpn_asn=0"], {},
                    ["h1: evpn_route_reflector_group=controller (1 host(s)), evpn_asn=0, evpn_router_id=192.168.1.2"]),
+    # FRR 8.4 has no IPv6 VTEP: evpn on an IPv6 underlay is refused, naming the address.
+    "evpn on an ipv6 underlay": (["-e", "vxlan_mode=evpn", "-e", "evpn_router_id=10.0.0.1", *net(group="ff05::1:1")],
+                                 {h: {"vxlan_underlay_ip": "fd00::%d" % n} for n, h in enumerate(SOURCE_HOSTS, 2)},
+                                 ["host h1: vxlan_underlay_ip='fd00::2': vxlan_mode=evpn needs an IPv4 underlay (VTEP) address: FRR "
+                                  "has no IPv6 VTEP before 10.6", "host h3: vxlan_underlay_ip='fd00::4'"]),
+    "evpn_vnis with a bad rd": (["-e", "vxlan_mode=evpn"], {"h2": {"evpn_vnis": [{"vni": 100, "rd": "65000"}]}},
+                                ["host h2: evpn_vnis[0].rd='65000': must be auto, ASN:NN"]),
     # EVPN's bridge addresses (SVIs): checked in evpn mode, with every host's VMs in view.
     "evpn svi address outside the subnet": (["-e", "vxlan_mode=evpn"], {"h2": {"evpn_svi_addresses": {"blue": "10.0.0.9/24"}}},
                                             ["host h2: evpn_svi_addresses.blue='10.0.0.9/24': is not in 100.0.0.0/24, the subnet of "
